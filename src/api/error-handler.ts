@@ -1,0 +1,73 @@
+/**
+ * Turns every failure into the one error shape `{error: {code, message, details}}` (SPEC §2). Bad input
+ * never becomes a 5xx: Fastify's own parse, size and validation errors are mapped onto registry codes;
+ * anything else is a bug, logged with its stack and answered 500 internal_error.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, formatBytes, type Problem } from '../core/errors.js';
+
+interface AjvIssue { instancePath: string; message?: string; keyword: string; params: Record<string, unknown> }
+
+export function problemsOf(issues: AjvIssue[]): Problem[] {
+  return issues.map((issue) => {
+    let path = issue.instancePath;
+    if (issue.keyword === 'required') path += `/${String(issue.params.missingProperty)}`;
+    if (issue.keyword === 'additionalProperties') {
+      return { path: `${path}/${String(issue.params.additionalProperty)}`, message: 'is not a known field' };
+    }
+    return { path, message: issue.message ?? issue.keyword };
+  });
+}
+
+function summary(problems: Problem[]): string {
+  const first = problems[0];
+  const head = first ? `${first.path || '(body)'} ${first.message}` : 'invalid input';
+  return problems.length > 1 ? `${head} (and ${problems.length - 1} more)` : head;
+}
+
+export function toAppError(err: FastifyError & { validation?: AjvIssue[]; validationContext?: string }, bodyLimit: number): AppError {
+  if (err instanceof AppError) return err;
+  if (err.validation) {
+    const problems = problemsOf(err.validation);
+    if (err.validationContext === 'body') {
+      return new AppError('validation_failed', { summary: summary(problems) }, { problems });
+    }
+    return new AppError('invalid_request', { reason: `Invalid ${err.validationContext ?? 'request'}: ${summary(problems)}.` }, { problems });
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new AppError('invalid_json', { reason: 'the body is empty' });
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new AppError('invalid_json', { reason: err.message });
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new AppError('body_too_large', { limit: formatBytes(bodyLimit) });
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new AppError('unsupported_media_type', { reason: 'This route takes JSON; send Content-Type: application/json.' });
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new AppError('invalid_request', { reason: 'The Content-Length header does not match the body.' });
+    default:
+      break;
+  }
+  if (err instanceof SyntaxError || (err.statusCode === 400 && /JSON/i.test(err.message))) {
+    return new AppError('invalid_json', { reason: err.message });
+  }
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+    return new AppError('invalid_request', { reason: err.message });
+  }
+  return new AppError('internal_error', { reason: err.code ?? err.name });
+}
+
+export function sendError(reply: FastifyReply, error: AppError): FastifyReply {
+  for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
+  return reply.code(error.status).type('application/json').send(error.toBody());
+}
+
+export function installErrorHandling(app: FastifyInstance, bodyLimit: number): void {
+  app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    const error = toAppError(err, bodyLimit);
+    if (error.status >= 500) request.log.error({ err }, 'request failed');
+    return sendError(reply, error);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, new AppError('route_not_found', { method: request.method, url: request.url.split('?')[0] ?? '' })));
+}

@@ -1,0 +1,72 @@
+/**
+ * Server configuration from the environment (the README's configuration table lists every variable).
+ * A bad value stops the server at start with a message naming the variable, never later.
+ */
+import { resolve } from 'node:path';
+
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  databaseUrl: string | null;
+  localWorkers: number;
+  runtime: 'auto' | 'oci' | 'process';
+  adminToken: string | null;
+  allowRunc: boolean;
+  maxPushBytes: number;
+  maxExpandedBytes: number;
+  maxTarballEntries: number;
+  keepRevisions: number;
+  warmIdleSeconds: number;
+  sseHeartbeatMs: number;
+  eventRetentionSeconds: number;
+  kvMaxKeys: number;
+  kvMaxValueBytes: number;
+  logLevel: string;
+}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, fallback: number, min = 0): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min) {
+    throw new Error(`${name}=${raw} is not an integer >= ${min}; unset it to use the default ${fallback}`);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new Error(`${name}=${raw} must be one of ${allowed.join(', ')}`);
+  }
+  return raw as T;
+}
+
+const MiB = 1024 * 1024;
+
+export function loadConfig(env: Env = process.env): Config {
+  return {
+    host: env.HOST || '127.0.0.1',
+    port: int(env, 'PORT', 8080),
+    dataDir: resolve(env.COMPUTALOT_DATA_DIR || './.computalot'),
+    databaseUrl: env.DATABASE_URL || null,
+    localWorkers: int(env, 'COMPUTALOT_LOCAL_WORKERS', 1),
+    runtime: oneOf(env, 'COMPUTALOT_RUNTIME', ['auto', 'oci', 'process'] as const, 'auto'),
+    adminToken: env.COMPUTALOT_ADMIN_TOKEN || null,
+    allowRunc: env.COMPUTALOT_ALLOW_RUNC === '1',
+    maxPushBytes: int(env, 'COMPUTALOT_MAX_PUSH_BYTES', 512 * MiB, 1),
+    maxExpandedBytes: int(env, 'COMPUTALOT_MAX_EXPANDED_BYTES', 4096 * MiB, 1),
+    maxTarballEntries: int(env, 'COMPUTALOT_MAX_TARBALL_ENTRIES', 100_000, 1),
+    keepRevisions: int(env, 'COMPUTALOT_KEEP_REVISIONS', 10, 1),
+    warmIdleSeconds: int(env, 'COMPUTALOT_WARM_IDLE_S', 600, 1),
+    sseHeartbeatMs: int(env, 'COMPUTALOT_SSE_HEARTBEAT_MS', 15_000, 10),
+    eventRetentionSeconds: int(env, 'COMPUTALOT_EVENT_RETENTION_S', 7 * 24 * 3600, 1),
+    kvMaxKeys: int(env, 'COMPUTALOT_KV_MAX_KEYS', 10_000, 1),
+    kvMaxValueBytes: int(env, 'COMPUTALOT_KV_MAX_VALUE_BYTES', MiB, 1),
+    logLevel: env.LOG_LEVEL || 'info',
+  };
+}

@@ -1,0 +1,59 @@
+/**
+ * Starts everything `npm start` serves: store, blob files, admin bootstrap, HTTP API, housekeeping.
+ * SIGTERM/SIGINT: stop taking requests (503), end streams, let in-flight requests finish, close the store.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { buildApp } from './api/app.js';
+import { Authenticator } from './api/auth.js';
+import type { Config } from './config.js';
+import { startHousekeeping } from './scheduler/housekeeping.js';
+import { bootstrapAdmin } from './services/bootstrap.js';
+import type { Deps } from './services/deps.js';
+import { detectRuntime } from './services/runtime-info.js';
+import { BlobStore } from './store/blob-store.js';
+import { openStore } from './store/sql-store.js';
+
+export interface RunningServer {
+  url: string;
+  deps: Deps;
+  stop(): Promise<void>;
+}
+
+export async function startServer(config: Config, opts: { logger?: boolean | object } = {}): Promise<RunningServer> {
+  await mkdir(config.dataDir, { recursive: true });
+  const store = await openStore({ databaseUrl: config.databaseUrl, sqlitePath: join(config.dataDir, 'computalot.db') });
+  const blobs = new BlobStore(config.dataDir);
+  await blobs.init();
+  const runtime = await detectRuntime(config.runtime);
+  const logger = opts.logger ?? { level: config.logLevel, redact: ['req.headers.authorization'] };
+  const deps: Deps = { config, store, blobs, auth: new Authenticator(store), runtime, log: undefined as never };
+  const { app, beginShutdown } = await buildApp(deps, { logger });
+  deps.log = app.log;
+  if (runtime.warning) app.log.warn(runtime.warning);
+
+  const { created } = await bootstrapAdmin(store, { adminToken: config.adminToken, dataDir: config.dataDir });
+  if (created) {
+    // Printed once, on purpose, to stdout only: this is how the operator learns the first admin key.
+    process.stdout.write(`\nAdmin API key (shown once; also saved to ${join(config.dataDir, 'admin-token')}):\n  ${created}\n\n`);
+  }
+  const stopHousekeeping = startHousekeeping(store, { eventRetentionSeconds: config.eventRetentionSeconds, log: app.log });
+  const address = await app.listen({ host: config.host, port: config.port });
+  const url = address.replace('[::1]', 'localhost');
+  process.stdout.write(`computalot listening on ${url} (store: ${store.dialect}, runtime: ${runtime.kind})\n`);
+
+  let stopping: Promise<void> | null = null;
+  return {
+    url,
+    deps,
+    stop() {
+      stopping ??= (async () => {
+        beginShutdown();
+        stopHousekeeping();
+        await app.close();
+        await store.close();
+      })();
+      return stopping;
+    },
+  };
+}

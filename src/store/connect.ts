@@ -1,0 +1,60 @@
+/**
+ * Opens the database behind the store: embedded SQLite (WAL, one writer) by default, PostgreSQL when a
+ * `postgres://` URL is given. Runs the migrations before anything else touches the schema.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Migration } from 'kysely';
+import pg from 'pg';
+import type { Database } from './db-types.js';
+import { initialMigration } from './migrations/001-initial.js';
+
+export type DialectName = 'sqlite' | 'postgres';
+
+export interface Connection {
+  db: Kysely<Database>;
+  dialect: DialectName;
+  /** PostgreSQL only: the pool, for LISTEN/NOTIFY. */
+  pool: pg.Pool | null;
+  close(): Promise<void>;
+}
+
+// bigint (int8) columns hold byte counts and event ids, all far below 2^53.
+pg.types.setTypeParser(20, (value) => Number(value));
+
+export async function connect(opts: { databaseUrl?: string | null; sqlitePath: string }): Promise<Connection> {
+  const url = opts.databaseUrl ?? null;
+  let conn: Connection;
+  if (url && /^postgres(ql)?:\/\//.test(url)) {
+    const pool = new pg.Pool({ connectionString: url, max: 10 });
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    conn = { db, dialect: 'postgres', pool, close: () => db.destroy() };
+  } else {
+    if (opts.sqlitePath !== ':memory:') mkdirSync(dirname(opts.sqlitePath), { recursive: true });
+    const database = new BetterSqlite3(opts.sqlitePath);
+    database.pragma('journal_mode = WAL');
+    database.pragma('synchronous = NORMAL');
+    database.pragma('busy_timeout = 5000');
+    database.pragma('foreign_keys = ON');
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+    conn = { db, dialect: 'sqlite', pool: null, close: () => db.destroy() };
+  }
+  await migrate(conn);
+  return conn;
+}
+
+function migrations(dialect: DialectName): Record<string, Migration> {
+  return { '001-initial': initialMigration(dialect) };
+}
+
+async function migrate(conn: Connection): Promise<void> {
+  const migrator = new Migrator({
+    db: conn.db,
+    provider: { getMigrations: async () => migrations(conn.dialect) },
+    migrationTableName: 'schema_migrations',
+    migrationLockTableName: 'schema_migrations_lock',
+  });
+  const { error } = await migrator.migrateToLatest();
+  if (error) throw error instanceof Error ? error : new Error(String(error));
+}

@@ -1,0 +1,46 @@
+/**
+ * Reading the event log for streams, and pruning it. `events_pruned_through` (in meta) is the highest id
+ * ever pruned: a client asking to resume from below it has missed events and gets `stream.reset`.
+ */
+import type { Store } from './port.js';
+import type { StoreContext } from './tx.js';
+
+type EventVerbs = Pick<Store, 'readEvents' | 'latestEventId' | 'eventsPrunedThrough' | 'pruneEvents' | 'subscribe'>;
+
+const PRUNED_KEY = 'events_pruned_through';
+
+export function eventVerbs(ctx: StoreContext): EventVerbs {
+  const db = ctx.conn.db;
+  return {
+    async readEvents(filter, afterId, limit) {
+      let q = db.selectFrom('events').selectAll().where('id', '>', afterId).orderBy('id').limit(limit);
+      if (filter.projectId) q = q.where('project_id', '=', filter.projectId);
+      if (filter.jobId) q = q.where('job_id', '=', filter.jobId);
+      const rows = await q.execute();
+      return rows.map((r) => ({ ...r, id: Number(r.id), data: JSON.parse(r.data) as Record<string, unknown> }));
+    },
+    async latestEventId() {
+      const row = await db.selectFrom('events').select((eb) => eb.fn.max<number>('id').as('n')).executeTakeFirst();
+      return Number(row?.n ?? 0);
+    },
+    async eventsPrunedThrough() {
+      const row = await db.selectFrom('meta').select('value').where('key', '=', PRUNED_KEY).executeTakeFirst();
+      return Number(row?.value ?? 0);
+    },
+    async pruneEvents(olderThan) {
+      return db.transaction().execute(async (tx) => {
+        const top = await tx.selectFrom('events').select((eb) => eb.fn.max<number>('id').as('n'))
+          .where('created_at', '<', olderThan).executeTakeFirst();
+        const through = Number(top?.n ?? 0);
+        if (through === 0) return 0;
+        const res = await tx.deleteFrom('events').where('id', '<=', through).executeTakeFirst();
+        await tx.insertInto('meta').values({ key: PRUNED_KEY, value: String(through) })
+          .onConflict((oc) => oc.column('key').doUpdateSet({ value: String(through) })).execute();
+        return Number(res.numDeletedRows);
+      });
+    },
+    subscribe(listener) {
+      return ctx.feed.subscribe(listener);
+    },
+  };
+}

@@ -1,0 +1,82 @@
+/**
+ * The Store port: every read and write the rest of the server makes, in domain verbs. Adapters (SQLite,
+ * PostgreSQL, through one Kysely implementation) apply each verb in one transaction together with the
+ * events it causes. Guards are in the SQL (compare-and-set), never read-then-write in the caller.
+ */
+import type { FileEntry } from '../core/content-hash.js';
+import type {
+  Account, ApiKey, KvEntry, Page, PageQuery, Project, Quotas, ReadinessSnapshot, Revision, Role, StoredEvent,
+  Worker, WorkerToken,
+} from '../core/model.js';
+
+export * from '../core/model.js';
+
+export interface NewRevision {
+  content_hash: string; tarball_sha256: string; size_bytes: number; files: FileEntry[];
+  manifest: Record<string, unknown>; manifest_warnings: string[];
+}
+
+export type PublishOutcome =
+  | { unchanged: true; revision: Revision }
+  | { unchanged: false; revision: Revision; previous: { revision: Revision; files: FileEntry[] } | null };
+
+
+export interface KvPutInput {
+  project: Project; key: string; value: string; ifMatch: number | null; ifNoneMatch: boolean;
+  expiresAt: string | null; maxKeys: number;
+}
+
+export interface Store {
+  readonly dialect: 'sqlite' | 'postgres';
+  close(): Promise<void>;
+
+  // accounts and keys (SPEC §2, §11)
+  createAccount(input: { name: string; quotas: Quotas }): Promise<Account>;
+  getAccount(id: string): Promise<Account | null>;
+  getAccountByName(name: string): Promise<Account | null>;
+  listAccounts(page: PageQuery): Promise<Page<Account>>;
+  setQuotas(accountId: string, quotas: Quotas): Promise<Account | null>;
+  createApiKey(input: { accountId: string; role: Role; name: string; keyHash: string; keyPrefix: string }): Promise<ApiKey>;
+  findApiKeyByHash(hash: string): Promise<ApiKey | null>;
+  listApiKeys(accountId: string): Promise<ApiKey[]>;
+  revokeApiKey(id: string): Promise<boolean>;
+  countActiveAdminKeys(): Promise<number>;
+  createWorkerToken(input: { name: string; tokenHash: string }): Promise<WorkerToken>;
+  findWorkerTokenByHash(hash: string): Promise<WorkerToken | null>;
+  revokeWorkerToken(id: string): Promise<boolean>;
+  listWorkers(): Promise<Worker[]>;
+  usage(accountId: string): Promise<{ projects: number; stored_bytes: number }>;
+
+  // projects and revisions (SPEC §3)
+  createProject(accountId: string, input: { name: string; remote_dir: string | null; description: string | null; env: Record<string, string> }): Promise<Project>;
+  getProject(accountId: string, name: string): Promise<Project | null>;
+  listProjects(accountId: string, page: PageQuery): Promise<Page<Project>>;
+  updateProject(project: Project, patch: { remote_dir?: string | null; description?: string | null; env?: Record<string, string> }): Promise<Project>;
+  deleteProject(project: Project): Promise<{ tarballs: string[] }>;
+  tryLockPush(projectId: string, holder: string, ttlSeconds: number): Promise<boolean>;
+  renewPushLock(projectId: string, holder: string, ttlSeconds: number): Promise<void>;
+  releasePushLock(projectId: string, holder: string): Promise<void>;
+  publishRevision(project: Project, input: NewRevision, keepNewest: number): Promise<PublishOutcome & { releasedTarballs: string[] }>;
+  getRevision(id: string): Promise<Revision | null>;
+  listRevisions(projectId: string, page: PageQuery): Promise<Page<Revision>>;
+
+  // readiness (SPEC §5)
+  readinessSnapshot(project: Project, contentHash: string | null): Promise<ReadinessSnapshot>;
+  requestInit(project: Project, contentHash: string, workerIds: string[]): Promise<void>;
+  invalidate(project: Project): Promise<string>;
+  cancelQueued(project: Project): Promise<{ cancelled_jobs: number; cancelled_tasks: number }>;
+
+  // KV (SPEC §9)
+  kvGet(projectId: string, key: string): Promise<KvEntry | null>;
+  kvPut(input: KvPutInput): Promise<KvEntry>;
+  kvDelete(project: Project, key: string): Promise<boolean>;
+  kvList(projectId: string, prefix: string, page: PageQuery): Promise<Page<KvEntry>>;
+  kvSweepExpired(): Promise<number>;
+
+  // events (SPEC §10)
+  readEvents(filter: { projectId?: string; jobId?: string }, afterId: number, limit: number): Promise<StoredEvent[]>;
+  latestEventId(): Promise<number>;
+  eventsPrunedThrough(): Promise<number>;
+  pruneEvents(olderThan: string): Promise<number>;
+  subscribe(listener: (latestId: number) => void): () => void;
+}

@@ -1,0 +1,94 @@
+/**
+ * What readiness is computed from (core/readiness.ts decides; this only reads and applies): the live
+ * workers, the prepared runtimes of one content hash, and the project's job counts. Also the verbs that
+ * change readiness from the API: init requests, invalidate, cancel-queued.
+ */
+import { nowIso } from '../core/clock.js';
+import { newId } from '../core/ids.js';
+import { allowedFrom, JOB_TRANSITIONS, RUNTIME_TRANSITIONS, TASK_TRANSITIONS } from '../core/states.js';
+import type { Store } from './port.js';
+import { toRuntime, toWorker } from './rows.js';
+import { inTx, type StoreContext } from './tx.js';
+
+type ReadinessVerbs = Pick<Store, 'readinessSnapshot' | 'requestInit' | 'invalidate' | 'cancelQueued'>;
+
+export function readinessVerbs(ctx: StoreContext): ReadinessVerbs {
+  const db = ctx.conn.db;
+  return {
+    async readinessSnapshot(project, contentHash) {
+      const workers = await db.selectFrom('workers').selectAll().where('status', '!=', 'offline')
+        .orderBy('node_number').execute();
+      const runtimes = contentHash
+        ? await db.selectFrom('prepared_runtimes')
+          .innerJoin('workers', 'workers.id', 'prepared_runtimes.worker_id')
+          .selectAll('prepared_runtimes').select('workers.node_number')
+          .where('prepared_runtimes.project_id', '=', project.id)
+          .where('prepared_runtimes.content_hash', '=', contentHash)
+          .orderBy('workers.node_number').execute()
+        : [];
+      const counts = await db.selectFrom('jobs').select(['status', (eb) => eb.fn.countAll<number>().as('n')])
+        .where('project_id', '=', project.id).where('status', 'in', ['queued', 'running'])
+        .groupBy('status').execute();
+      const count = (s: string) => Number(counts.find((c) => c.status === s)?.n ?? 0);
+      return {
+        workers: workers.map(toWorker),
+        runtimes: runtimes.map(toRuntime),
+        jobs: { queued: count('queued'), running: count('running') },
+      };
+    },
+    async requestInit(project, contentHash, workerIds) {
+      if (workerIds.length === 0) return;
+      await inTx(ctx, async (t) => {
+        const now = nowIso();
+        for (const workerId of workerIds) {
+          await t.tx.insertInto('prepared_runtimes').values({
+            id: newId('rt'), worker_id: workerId, project_id: project.id, content_hash: contentHash, state: 'cold',
+            phase: null, status_reason: 'init requested', started_at: null, finished_at: null, duration_ms: null,
+            error_code: null, error_message: null, log_tail: '', validation: '[]', init_requested_at: now,
+            updated_at: now,
+          }).onConflict((oc) => oc.columns(['worker_id', 'project_id', 'content_hash'])
+            .doUpdateSet({ init_requested_at: now, updated_at: now })).execute();
+        }
+        t.emit({
+          type: 'project.readiness', accountId: project.account_id, projectId: project.id,
+          data: { project: project.name, content_hash: contentHash, reason: 'init_requested', targeted_workers: workerIds.length },
+        });
+      });
+    },
+    async invalidate(project) {
+      return inTx(ctx, async (t) => {
+        const now = nowIso();
+        await t.tx.updateTable('prepared_runtimes').set({ state: 'stale', status_reason: 'invalidated', updated_at: now })
+          .where('project_id', '=', project.id).where('state', 'in', allowedFrom(RUNTIME_TRANSITIONS, 'stale')).execute();
+        await t.tx.updateTable('projects').set({ invalidated_at: now }).where('id', '=', project.id).execute();
+        t.emit({
+          type: 'project.readiness', accountId: project.account_id, projectId: project.id,
+          data: { project: project.name, reason: 'invalidated', invalidated_at: now },
+        });
+        return now;
+      });
+    },
+    async cancelQueued(project) {
+      return inTx(ctx, async (t) => {
+        const now = nowIso();
+        // Jobs first, guarded on 'queued': a job that started meanwhile keeps its tasks.
+        const updated = await t.tx.updateTable('jobs')
+          .set({ status: 'cancelled', status_reason: 'cancelled by cancel-queued', finished_at: now })
+          .where('project_id', '=', project.id).where('status', '=', 'queued')
+          .where('status', 'in', allowedFrom(JOB_TRANSITIONS, 'cancelled')).returning('id').execute();
+        if (updated.length === 0) return { cancelled_jobs: 0, cancelled_tasks: 0 };
+        const tasks = await t.tx.updateTable('tasks')
+          .set({ status: 'cancelled', status_reason: 'cancelled by cancel-queued', finished_at: now })
+          .where('job_id', 'in', updated.map((j) => j.id))
+          .where('status', 'in', allowedFrom(TASK_TRANSITIONS, 'cancelled')).executeTakeFirst();
+        for (const job of updated) {
+          t.emit({
+            type: 'job.status', accountId: project.account_id, projectId: project.id, jobId: job.id,
+            data: { job_id: job.id, status: 'cancelled', status_reason: 'cancelled by cancel-queued' },
+          });
+        }
+        return { cancelled_jobs: updated.length, cancelled_tasks: Number(tasks.numUpdatedRows) };
+      });
+    },
+  };
+}
