@@ -14,7 +14,14 @@ program.command('serve').description('serve the API with embedded SQLite (or DAT
     process.stderr.write(`computalot: cannot start: ${(err as Error).message}\n`);
     process.exit(1);
   }
+  let stopping = false;
   const shutdown = (signal: string) => {
+    // A process group gets the signal more than once (npm, tsx and node each pass it on): act on the first.
+    if (stopping) {
+      if (signal === 'SIGINT') process.exit(130);
+      return;
+    }
+    stopping = true;
     server.deps.log.info({ signal }, 'shutting down: finishing requests');
     const force = setTimeout(() => process.exit(1), 30_000);
     force.unref();
@@ -23,8 +30,8 @@ program.command('serve').description('serve the API with embedded SQLite (or DAT
       process.exit(1);
     });
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
 });
 
 await program.parseAsync(process.argv);

@@ -12,6 +12,7 @@ import { httpDuration, httpRequests } from '../services/metrics.js';
 import { version } from '../version.js';
 import { installAuth } from './auth.js';
 import { installErrorHandling, sendError } from './error-handler.js';
+import { installValidators } from './validators.js';
 import { adminRoutes } from './routes/admin.js';
 import { kvRoutes } from './routes/kv.js';
 import { opsRoutes } from './routes/ops.js';
@@ -33,8 +34,7 @@ export async function buildApp(deps: Deps, opts: { logger: boolean | object } = 
     logger: opts.logger,
     bodyLimit: JSON_BODY_LIMIT,
     return503OnClosing: false,
-    forceCloseConnections: false,
-    ajv: { customOptions: { removeAdditional: false, allErrors: true, coerceTypes: 'array', useDefaults: true } },
+    forceCloseConnections: 'idle',
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   let shuttingDown = false;
@@ -49,6 +49,7 @@ export async function buildApp(deps: Deps, opts: { logger: boolean | object } = 
     httpRequests.inc({ method: request.method, route, status: reply.statusCode });
     httpDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
   });
+  installValidators(app);
   installErrorHandling(app, JSON_BODY_LIMIT);
   installAuth(app, deps.auth);
 

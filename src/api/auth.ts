@@ -80,7 +80,11 @@ export function installAuth(app: FastifyInstance, auth: Authenticator): void {
   app.decorateRequest('principal', null);
   app.addHook('onRequest', async (request) => {
     const config = request.routeOptions.config;
-    if (config.public || !request.url.startsWith('/api/v1')) return;
+    // Decide by the route the router matched, not by the raw URL: the router decodes percent-escapes, so
+    // `/%61pi/v1/admin/accounts` reaches `/api/v1/admin/accounts` while its raw URL does not start with
+    // `/api/v1`. Unmatched requests (404) have no route and fall back to the raw URL.
+    const path = request.routeOptions.url ?? request.url;
+    if (config.public || !path.startsWith('/api/v1')) return;
     const token = tokenOf(request);
     if (!token) throw new AppError('unauthorized', { reason: 'No bearer token was sent.' });
     const principal = await auth.resolve(token);

@@ -8,15 +8,25 @@ import { AppError, formatBytes, type Problem } from '../core/errors.js';
 
 interface AjvIssue { instancePath: string; message?: string; keyword: string; params: Record<string, unknown> }
 
+/** Whether an issue only restates another at the same path (a union's summary or its `null` branch). */
+const isEcho = (i: AjvIssue) => i.keyword === 'anyOf' || i.keyword === 'oneOf' || (i.keyword === 'type' && i.params.type === 'null');
+
 export function problemsOf(issues: AjvIssue[]): Problem[] {
-  return issues.map((issue) => {
+  const all = issues.map((issue) => {
     let path = issue.instancePath;
     if (issue.keyword === 'required') path += `/${String(issue.params.missingProperty)}`;
     if (issue.keyword === 'additionalProperties') {
-      return { path: `${path}/${String(issue.params.additionalProperty)}`, message: 'is not a known field' };
+      return { path: `${path}/${String(issue.params.additionalProperty)}`, message: 'is not a known field', echo: false };
     }
-    return { path, message: issue.message ?? issue.keyword };
+    return { path, message: issue.message ?? issue.keyword, echo: isEcho(issue) };
   });
+  // One problem per path, preferring the specific one ("must match pattern") over union noise.
+  const byPath = new Map<string, { path: string; message: string; echo: boolean }>();
+  for (const p of all) {
+    const seen = byPath.get(p.path);
+    if (!seen || (seen.echo && !p.echo)) byPath.set(p.path, p);
+  }
+  return [...byPath.values()].map(({ path, message }) => ({ path, message }));
 }
 
 function summary(problems: Problem[]): string {

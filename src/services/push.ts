@@ -17,6 +17,7 @@ import { takeInTarball } from '../tarball/intake.js';
 import { inspectProject } from '../tarball/inspect.js';
 import type { Deps } from './deps.js';
 import { pushedBytes } from './metrics.js';
+import { projectReadiness } from './readiness.js';
 
 const LOCK_TTL_S = 60;
 
@@ -56,7 +57,7 @@ export async function pushProject(deps: Deps, project: Project, req: PushRequest
     const { manifest, warnings } = inspectProject(intake, { remoteDir: project.remote_dir, allowRunc: config.allowRunc });
     const active = project.active_revision_id ? await store.getRevision(project.active_revision_id) : null;
     if (active && active.content_hash === intake.contentHash) {
-      return { status: 200, body: pushBody(project, active, intake, manifest, warnings, true, undefined) };
+      return { status: 200, body: await pushBody(deps, project, active, intake, manifest, warnings, true, undefined) };
     }
     await checkStorageQuota(deps, project.account_id, intake.sizeBytes);
     await blobs.adopt(intake.tarballPath, intake.tarballSha256);
@@ -69,7 +70,7 @@ export async function pushProject(deps: Deps, project: Project, req: PushRequest
     const diff = !outcome.unchanged && outcome.previous ? diffFiles(outcome.previous.files, intake.files) : undefined;
     return {
       status: outcome.unchanged ? 200 : 201,
-      body: pushBody(project, outcome.revision, intake, manifest, warnings, outcome.unchanged, diff),
+      body: await pushBody(deps, project, outcome.revision, intake, manifest, warnings, outcome.unchanged, diff),
     };
   } finally {
     clearInterval(renew);
@@ -78,11 +79,14 @@ export async function pushProject(deps: Deps, project: Project, req: PushRequest
   }
 }
 
-function pushBody(
-  project: Project, revision: { content_hash: string; revision: number },
+async function pushBody(
+  deps: Deps, project: Project, revision: { content_hash: string; revision: number },
   intake: { sizeBytes: number; files: FileEntry[] }, manifest: unknown, warnings: string[], unchanged: boolean,
   diff: ReturnType<typeof diffFiles> | undefined,
 ) {
+  // Readiness after the push: a content hash pushed before may still be warm somewhere.
+  const fresh = (await deps.store.getProject(project.account_id, project.name)) ?? project;
+  const { readiness } = await projectReadiness(deps, fresh);
   return {
     name: project.name,
     content_hash: revision.content_hash,
@@ -90,8 +94,7 @@ function pushBody(
     published: true,
     unchanged,
     can_accept_new_jobs: true,
-    // A new content hash has no prepared runtime anywhere yet; an unchanged push keeps readiness as it was.
-    ready_for_jobs: false,
+    ready_for_jobs: readiness.ready_for_jobs,
     size_bytes: intake.sizeBytes,
     file_count: intake.files.length,
     manifest: manifest as Record<string, unknown>,

@@ -17,7 +17,8 @@ export interface RuntimeInfo {
 async function findEngine(): Promise<string | null> {
   for (const engine of ['podman', 'docker']) {
     try {
-      await run(engine, ['--version'], { timeout: 5_000 });
+      // `info` needs a working engine; `--version` answers even when only a client is installed.
+      await run(engine, ['info'], { timeout: 15_000 });
       return engine;
     } catch {
       // not installed or not runnable: try the next one

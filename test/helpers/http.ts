@@ -3,10 +3,10 @@ import { ADMIN_TOKEN } from './server.js';
 
 export interface Answer<T = any> { status: number; body: T; headers: Headers; text: string }
 
-export async function call<T = any>(base: string, method: string, path: string, opts: { token?: string | null; json?: unknown; body?: BodyInit; headers?: Record<string, string> } = {}): Promise<Answer<T>> {
+export async function call<T = any>(base: string, method: string, path: string, opts: { token?: string | null; json?: unknown; body?: BodyInit | Buffer; headers?: Record<string, string> } = {}): Promise<Answer<T>> {
   const headers: Record<string, string> = { ...(opts.headers ?? {}) };
   if (opts.token !== null) headers.authorization = `Bearer ${opts.token ?? ADMIN_TOKEN}`;
-  let body = opts.body;
+  let body = opts.body as BodyInit | undefined;
   if (opts.json !== undefined) {
     headers['content-type'] ??= 'application/json';
     body = JSON.stringify(opts.json);

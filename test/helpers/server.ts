@@ -48,10 +48,17 @@ export interface SpawnedServer {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Runs `tsx src/main.ts serve` (what `npm start` runs) and waits for its "listening on" line. */
-export async function spawnServer(env: Record<string, string>): Promise<SpawnedServer> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve'], {
-    cwd: ROOT, env: { ...process.env, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+/**
+ * Runs `npm start` (or, with via 'node', the server process it ends up running, so its exit code can be
+ * read) in its own process group and waits for its "listening on" line. Signals go to the whole group,
+ * as a terminal's Ctrl-C or a service manager's stop would.
+ */
+export async function spawnServer(env: Record<string, string>, via: 'npm' | 'node' = 'npm'): Promise<SpawnedServer> {
+  const [cmd, args] = via === 'npm'
+    ? ['npm', ['start', '--silent']]
+    : [process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve']];
+  const child = spawn(cmd as string, args as string[], {
+    cwd: ROOT, env: { ...process.env, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
   });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
@@ -76,7 +83,7 @@ export async function spawnServer(env: Record<string, string>): Promise<SpawnedS
       if (child.exitCode !== null) return Promise.resolve(child.exitCode);
       return new Promise((resolve) => {
         child.once('exit', (code) => resolve(code));
-        child.kill(signal);
+        process.kill(-child.pid!, signal);
       });
     },
   };

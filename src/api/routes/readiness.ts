@@ -1,6 +1,5 @@
 /** Readiness routes (SPEC §3, §5): status, details, init, invalidate, cancel-queued. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
 import { AppError } from '../../core/errors.js';
 import { isLive } from '../../core/readiness.js';
 import { authErrors, ErrorBody, NameParams } from '../../protocol/common.js';
@@ -29,7 +28,7 @@ export function readinessRoutes(deps: Deps): FastifyPluginAsyncTypebox {
 
     app.post('/projects/:name/init', {
       schema: {
-        tags: ['readiness'], params: NameParams, body: Type.Optional(Type.Object({})),
+        tags: ['readiness'], params: NameParams,
         response: { 202: InitResult, ...authErrors, 409: ErrorBody },
       },
     }, async (request, reply) => {
@@ -48,7 +47,7 @@ export function readinessRoutes(deps: Deps): FastifyPluginAsyncTypebox {
     });
 
     app.post('/projects/:name/invalidate', {
-      schema: { tags: ['readiness'], params: NameParams, body: Type.Optional(Type.Object({})), response: { 200: InvalidateResult, ...authErrors } },
+      schema: { tags: ['readiness'], params: NameParams, response: { 200: InvalidateResult, ...authErrors } },
     }, async (request) => {
       const project = await loadProject(store, request, request.params.name);
       await store.invalidate(project);
@@ -57,7 +56,7 @@ export function readinessRoutes(deps: Deps): FastifyPluginAsyncTypebox {
     });
 
     app.put('/projects/:name/cancel-queued', {
-      schema: { tags: ['readiness'], params: NameParams, body: Type.Optional(Type.Object({})), response: { 200: CancelQueuedResult, ...authErrors } },
+      schema: { tags: ['readiness'], params: NameParams, response: { 200: CancelQueuedResult, ...authErrors } },
     }, async (request) => store.cancelQueued(await loadProject(store, request, request.params.name)));
   };
 }

@@ -1,0 +1,75 @@
+/**
+ * The README's curl walk-through, run letter for letter (the block between the walkthrough markers)
+ * with real curl against a real `npm start` server, then checked through the API.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { testDatabase, type TestDatabase } from '../helpers/db.js';
+import { call } from '../helpers/http.js';
+import { ADMIN_TOKEN, ROOT, spawnServer, type SpawnedServer } from '../helpers/server.js';
+
+const run = promisify(execFile);
+
+async function walkthrough(): Promise<string> {
+  const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
+  const match = /<!-- walkthrough:start -->\s*```sh\n([\s\S]*?)```\s*<!-- walkthrough:end -->/.exec(readme);
+  assert.ok(match?.[1], 'README.md has a walkthrough block');
+  return match[1];
+}
+
+describe('README walk-through with curl against npm start', () => {
+  let server: SpawnedServer;
+  let db: TestDatabase;
+  let dataDir: string;
+  let workDir: string;
+
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'computalot-qs-'));
+    workDir = await mkdtemp(join(tmpdir(), 'computalot-qs-src-'));
+    await cp(join(ROOT, 'examples/hello-python'), workDir, { recursive: true });
+    db = await testDatabase();
+    server = await spawnServer({
+      COMPUTALOT_DATA_DIR: dataDir, COMPUTALOT_ADMIN_TOKEN: ADMIN_TOKEN, COMPUTALOT_RUNTIME: 'process',
+      ...(db.url ? { DATABASE_URL: db.url } : {}),
+    });
+  });
+  after(async () => {
+    await server.stop();
+    await db.drop();
+    await rm(dataDir, { recursive: true, force: true });
+    await rm(workDir, { recursive: true, force: true });
+  });
+
+  it('creates, pushes, reads status, inits and round-trips KV exactly as written', async () => {
+    const script = await walkthrough();
+    const { stdout } = await run('bash', ['-euo', 'pipefail', '-c', script], {
+      cwd: workDir, env: { ...process.env, BASE_URL: server.url, TOKEN: ADMIN_TOKEN },
+    });
+    // Each curl prints one JSON document; they follow one another on stdout.
+    const docs = stdout.replace(/}\s*{/g, '}\n{').split('\n').filter(Boolean).map((line) => JSON.parse(line));
+    const [created, pushed, status, init, kvPut, kvGet] = docs;
+    assert.equal(created.name, 'my-project');
+    assert.equal(created.remote_dir, '/root/my-project');
+    assert.match(pushed.content_hash, /^sha256:[0-9a-f]{64}$/);
+    assert.equal(pushed.revision, 1);
+    assert.equal(pushed.published, true);
+    assert.equal(pushed.unchanged, false);
+    assert.equal(pushed.file_count, 3);
+    assert.equal(status.can_accept_new_jobs, true);
+    assert.equal(status.ready_for_jobs, false);
+    assert.equal(init.targeted_workers, 0);
+    assert.equal(kvPut.version, 1);
+    assert.deepEqual(kvGet, { score: 0.93, by: 'run-7' });
+
+    const project = await call(server.url, 'GET', '/api/v1/projects/my-project');
+    assert.equal(project.body.content_hash, pushed.content_hash);
+    const again = await run('curl', ['-sS', `${server.url}/api/v1/projects/my-project/push`, '-X', 'POST',
+      '-H', `Authorization: Bearer ${ADMIN_TOKEN}`, '--data-binary', '@code.tar.gz'], { cwd: workDir });
+    assert.equal(JSON.parse(again.stdout).unchanged, true);
+  });
+});
