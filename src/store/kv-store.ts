@@ -3,6 +3,7 @@
  * writers on either database serialise: a lost race either retries (plain PUT) or answers 412 (If-Match,
  * If-None-Match). Expired keys read as absent at once and are deleted by the sweeper.
  */
+import { sql } from 'kysely';
 import { nowIso } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
 import type { KvEntry, Project, Store } from './port.js';
@@ -13,6 +14,8 @@ import { inTx, type StoreContext, type TxContext } from './tx.js';
 type KvVerbs = Pick<Store, 'kvGet' | 'kvPut' | 'kvDelete' | 'kvList' | 'kvSweepExpired'>;
 
 class RetryWrite extends Error {}
+
+const KV_COUNT_LOCK = 7_204_312;
 
 const live = (now: string) => (row: { expires_at: string | null }) => row.expires_at === null || row.expires_at > now;
 
@@ -45,6 +48,9 @@ export function kvVerbs(ctx: StoreContext): KvVerbs {
           .returning(['expires_at']).execute();
         const existed = rows.some(live(nowIso()));
         if (existed) kvEvent(t, project, 'kv.deleted', { key });
+        // An expired row removed here is gone before the sweeper could announce it: announce it now, so a
+        // stream subscriber still learns that the key's last version is gone (the caller still gets 404).
+        else if (rows.length > 0) kvEvent(t, project, 'kv.deleted', { key, reason: 'expired' });
         return existed;
       });
     },
@@ -53,7 +59,8 @@ export function kvVerbs(ctx: StoreContext): KvVerbs {
       let q = db.selectFrom('kv').selectAll().where('project_id', '=', projectId)
         .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', nowIso())]))
         .orderBy('key').limit(limit + 1);
-      if (prefix) q = q.where((eb) => eb(eb.fn('substr', ['key', eb.lit(1), eb.val(prefix.length)]), '=', prefix));
+      // substr counts characters (code points) on both databases, not UTF-16 units like String.length.
+      if (prefix) q = q.where((eb) => eb(eb.fn('substr', ['key', eb.lit(1), eb.val([...prefix].length)]), '=', prefix));
       if (after !== null) q = q.where('key', '>', String(after));
       return pageOf((await q.execute()).map(toKv), limit, (e) => e.key);
     },
@@ -77,8 +84,12 @@ export function kvVerbs(ctx: StoreContext): KvVerbs {
 async function putOnce(t: TxContext, input: Parameters<Store['kvPut']>[0]): Promise<KvEntry> {
   const { project, key } = input;
   const now = nowIso();
-  const row = await t.tx.selectFrom('kv').selectAll().where('project_id', '=', project.id).where('key', '=', key)
-    .executeTakeFirst();
+  let select = t.tx.selectFrom('kv').selectAll().where('project_id', '=', project.id).where('key', '=', key);
+  // PostgreSQL runs writers of one key concurrently: lock the row, so a writer waits for the one before it
+  // and then reads its version, instead of failing its compare-and-set once per competing writer (plain
+  // PUTs ran out of retries under contention and answered 500). SQLite has one writer at a time.
+  if (t.dialect === 'postgres') select = select.forUpdate();
+  const row = await select.executeTakeFirst();
   const existing = row && live(now)(row) ? row : null;
   if (input.ifNoneMatch && existing) throw new AppError('kv_key_exists', { key });
   if (input.ifMatch !== null && existing?.version !== input.ifMatch) {
@@ -97,7 +108,15 @@ async function putOnce(t: TxContext, input: Parameters<Store['kvPut']>[0]): Prom
       throw new RetryWrite();
     }
   } else {
-    if (row) await t.tx.deleteFrom('kv').where('project_id', '=', project.id).where('key', '=', key).execute();
+    if (row) {
+      // The row expired but the sweeper has not removed (and announced) it yet: do both here.
+      const gone = await t.tx.deleteFrom('kv').where('project_id', '=', project.id).where('key', '=', key)
+        .where('version', '=', row.version).executeTakeFirst();
+      if (Number(gone.numDeletedRows) > 0) kvEvent(t, project, 'kv.deleted', { key, reason: 'expired' });
+    }
+    // New keys of one project are counted and inserted one at a time, so concurrent creates cannot pass the
+    // key limit together (the two-key advisory lock space does not overlap the event lock's one-key space).
+    if (t.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${KV_COUNT_LOCK}, hashtext(${project.id}))`.execute(t.tx);
     const count = await t.tx.selectFrom('kv').select((eb) => eb.fn.countAll<number>().as('n'))
       .where('project_id', '=', project.id)
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)])).executeTakeFirstOrThrow();

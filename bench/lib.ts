@@ -1,0 +1,75 @@
+/**
+ * Shared pieces of the benchmarks: a real server process (so its RSS can be read from /proc), sampling,
+ * percentiles, and appending a dated section to bench/RESULTS.md with the command and the machine.
+ */
+import { appendFile, mkdtemp, readFile } from 'node:fs/promises';
+import { cpus, totalmem, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { spawnServer, ADMIN_TOKEN, ROOT, type SpawnedServer } from '../test/helpers/server.js';
+
+export { ADMIN_TOKEN };
+
+export async function benchServer(env: Record<string, string> = {}): Promise<{ server: SpawnedServer; dataDir: string }> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'computalot-bench-'));
+  const server = await spawnServer({
+    COMPUTALOT_DATA_DIR: dataDir, COMPUTALOT_ADMIN_TOKEN: ADMIN_TOKEN, COMPUTALOT_RUNTIME: 'process', LOG_LEVEL: 'warn', ...env,
+  }, 'node');
+  return { server, dataDir };
+}
+
+export async function rssBytes(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return kb * 1024;
+}
+
+/** Samples a process's RSS every `everyMs` until stopped; returns the peak. */
+export function sampleRss(pid: number, everyMs = 10): { stop(): Promise<number> } {
+  let peak = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      peak = Math.max(peak, await rssBytes(pid).catch(() => 0));
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  return { async stop() { running = false; await loop; return peak; } };
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
+  return sorted[Math.max(0, i)]!;
+}
+
+export const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
+
+export function table(headers: string[], rows: Array<Array<string | number>>): string {
+  const line = (cells: Array<string | number>) => `| ${cells.join(' | ')} |`;
+  return [line(headers), line(headers.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+export async function record(title: string, command: string, body: string): Promise<void> {
+  const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+  const section = `\n## ${title} — ${new Date().toISOString()}\n\nCommand: \`${command}\`  \nMachine: ${machine}\n\n${body}\n`;
+  process.stdout.write(section);
+  await appendFile(join(ROOT, 'bench/RESULTS.md'), section);
+}
+
+/** A fresh PostgreSQL database for a benchmark, or null when PostgreSQL is not reachable. */
+export async function benchPgUrl(): Promise<string | null> {
+  const url = process.env.COMPUTALOT_TEST_PG_URL ?? 'postgres://computalot:computalot@127.0.0.1:5432/postgres';
+  const c = new pg.Client(url);
+  try {
+    await c.connect();
+    await c.query('DROP DATABASE IF EXISTS computalot_bench WITH (FORCE)');
+    await c.query('CREATE DATABASE computalot_bench');
+    await c.end();
+    const u = new URL(url);
+    u.pathname = '/computalot_bench';
+    return u.toString();
+  } catch {
+    return null;
+  }
+}
