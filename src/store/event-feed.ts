@@ -1,44 +1,67 @@
 /**
- * Wakes stream readers when events commit. In one process an EventEmitter is enough; with PostgreSQL the
- * transaction that writes events also runs pg_notify, delivered at commit to every API process through a
- * LISTEN connection. Readers never trust the signal's content: they re-read the event log after their
- * last id, so a lost or duplicated wake-up cannot lose or invent an event.
+ * Wakes stream readers when events become readable. A local commit or a PostgreSQL NOTIFY (sent by
+ * every event-writing transaction, delivered at commit to every API process) moves the high-water mark
+ * (high-water.ts); each move wakes subscribers. Readers never trust the signal's content: they re-read
+ * the log after their last id and up to the mark, so a lost or duplicated wake-up cannot lose or invent
+ * an event, and a slow poll covers a lost NOTIFY.
  */
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
+import type { Connection } from './connect.js';
+import { HighWater } from './high-water.js';
 
 export const NOTIFY_CHANNEL = 'computalot_events';
+const POLL_MS = 1_000;
 
 export class EventFeed {
   private readonly emitter = new EventEmitter();
   private listenClient: pg.PoolClient | null = null;
-  private latest = 0;
+  private readonly highWater: HighWater;
+  private poll: NodeJS.Timeout | null = null;
 
-  constructor() {
+  constructor(conn: Connection) {
     this.emitter.setMaxListeners(0);
+    this.highWater = new HighWater(conn, (mark) => this.emitter.emit('wake', mark));
   }
 
-  /** Called after a commit that wrote events (this process) or on a NOTIFY (any process). */
-  wake(latestId: number): void {
-    if (latestId > this.latest) this.latest = latestId;
-    this.emitter.emit('wake', this.latest);
+  async start(prunedThrough: number, pool: pg.Pool | null): Promise<void> {
+    await this.highWater.init(prunedThrough);
+    if (pool) await this.listen(pool);
+    this.poll = setInterval(() => void this.highWater.advance().catch(() => undefined), POLL_MS);
+    this.poll.unref();
   }
 
-  subscribe(listener: (latestId: number) => void): () => void {
+  /** The highest id readers may read up to. */
+  get mark(): number {
+    return this.highWater.value;
+  }
+
+  /** Something committed events: move the mark (which wakes subscribers when it moves). */
+  wake(): void {
+    void this.highWater.advance().catch(() => undefined);
+  }
+
+  settle(): Promise<number> {
+    return this.highWater.advance();
+  }
+
+  subscribe(listener: (mark: number) => void): () => void {
     this.emitter.on('wake', listener);
     return () => this.emitter.off('wake', listener);
   }
 
-  async listen(pool: pg.Pool): Promise<void> {
+  private async listen(pool: pg.Pool): Promise<void> {
     const client = await pool.connect();
-    client.on('notification', (msg) => this.wake(Number(msg.payload ?? 0)));
-    // A broken LISTEN connection must not crash the server; readers also poll as a safety net.
+    client.on('notification', () => this.wake());
+    // A broken LISTEN connection must not crash the server; the poll keeps streams moving.
     client.on('error', () => undefined);
     await client.query(`LISTEN ${NOTIFY_CHANNEL}`);
     this.listenClient = client;
   }
 
   async close(): Promise<void> {
+    if (this.poll) clearInterval(this.poll);
+    this.highWater.close();
     this.emitter.removeAllListeners();
     if (this.listenClient) {
       this.listenClient.release(true);

@@ -14,14 +14,19 @@ export function eventVerbs(ctx: StoreContext): EventVerbs {
   return {
     async readEvents(filter, afterId, limit) {
       let q = db.selectFrom('events').selectAll().where('id', '>', afterId).orderBy('id').limit(limit);
+      // SQLite commits ids in order; on PostgreSQL only ids up to the high-water mark are settled.
+      if (ctx.conn.dialect === 'postgres') {
+        const mark = ctx.feed.mark;
+        if (afterId >= mark) return [];
+        q = q.where('id', '<=', mark);
+      }
       if (filter.projectId) q = q.where('project_id', '=', filter.projectId);
       if (filter.jobId) q = q.where('job_id', '=', filter.jobId);
       const rows = await q.execute();
       return rows.map((r) => ({ ...r, id: Number(r.id), data: JSON.parse(r.data) as Record<string, unknown> }));
     },
     async latestEventId() {
-      const row = await db.selectFrom('events').select((eb) => eb.fn.max<number>('id').as('n')).executeTakeFirst();
-      return Number(row?.n ?? 0);
+      return ctx.feed.settle();
     },
     async eventsPrunedThrough() {
       const row = await db.selectFrom('meta').select('value').where('key', '=', PRUNED_KEY).executeTakeFirst();

@@ -12,9 +12,10 @@ import type { StoreContext } from './tx.js';
 
 export async function openStore(opts: { databaseUrl?: string | null; sqlitePath: string }): Promise<Store> {
   const conn = await connect(opts);
-  const feed = new EventFeed();
-  if (conn.pool) await feed.listen(conn.pool);
+  const feed = new EventFeed(conn);
   const ctx: StoreContext = { conn, feed };
+  const events = eventVerbs(ctx);
+  await feed.start(await events.eventsPrunedThrough(), conn.pool);
   return {
     dialect: conn.dialect,
     async close() {
@@ -26,6 +27,6 @@ export async function openStore(opts: { databaseUrl?: string | null; sqlitePath:
     ...revisionVerbs(ctx),
     ...readinessVerbs(ctx),
     ...kvVerbs(ctx),
-    ...eventVerbs(ctx),
+    ...events,
   };
 }

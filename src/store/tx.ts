@@ -2,9 +2,9 @@
  * One transaction per change, with its events (the outbox). `inTx` runs the change, then appends the
  * events it recorded in the same transaction, so an event exists exactly when its change does.
  *
- * PostgreSQL hands out sequence numbers before commit, so two writers could commit ids out of order and
- * a reader at id 11 would never see a late-committing 10. The event append therefore takes a
- * transaction-scoped advisory lock, which makes event ids commit in id order; SQLite has one writer.
+ * PostgreSQL hands out sequence numbers before commit, so ids may commit out of order; readers stop at
+ * the high-water mark (high-water.ts) instead of serialising writers. For its reasoning to hold, the
+ * transaction must own an xid before it takes an event id: hence pg_current_xact_id() first.
  */
 import { sql, type Transaction } from 'kysely';
 import { nowIso } from '../core/clock.js';
@@ -30,8 +30,6 @@ export class TxContext {
   }
 }
 
-const EVENT_LOCK_KEY = 7_204_311;
-
 export interface StoreContext {
   conn: Connection;
   feed: EventFeed;
@@ -45,12 +43,12 @@ export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T
     if (t.events.length > 0) lastId = await appendEvents(t);
     return result;
   });
-  if (lastId > 0) ctx.feed.wake(lastId);
+  if (lastId > 0) ctx.feed.wake();
   return value;
 }
 
 async function appendEvents(t: TxContext): Promise<number> {
-  if (t.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${EVENT_LOCK_KEY})`.execute(t.tx);
+  if (t.dialect === 'postgres') await sql`select pg_current_xact_id()`.execute(t.tx);
   const createdAt = nowIso();
   const rows = await t.tx
     .insertInto('events')

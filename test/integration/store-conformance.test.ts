@@ -136,6 +136,7 @@ describe(`store conformance (${storeKind()})`, () => {
     const before = await store.latestEventId();
     await store.kvPut({ project, key: 'ev', value: '1', ifMatch: null, ifNoneMatch: false, expiresAt: null, maxKeys: 100 });
     await store.kvDelete(project, 'ev');
+    await store.latestEventId(); // settles the high-water mark (PostgreSQL), as a stream's wake-up would
     const events = await store.readEvents({ projectId: project.id }, before, 100);
     assert.deepEqual(events.map((e) => e.type), ['kv.updated', 'kv.deleted']);
     assert.ok(events[0]!.id < events[1]!.id);
@@ -145,11 +146,34 @@ describe(`store conformance (${storeKind()})`, () => {
   });
 
   it('wakes subscribers after a commit', async () => {
-    let woke = 0;
-    const off = store.subscribe(() => { woke += 1; });
+    const woke = new Promise<number>((resolve) => {
+      const off = store.subscribe((mark) => { off(); resolve(mark); });
+    });
     await store.kvPut({ project, key: 'wake', value: '1', ifMatch: null, ifNoneMatch: false, expiresAt: null, maxKeys: 100 });
-    off();
-    assert.ok(woke >= 1);
+    assert.ok((await woke) > 0);
+  });
+
+  it('never lets a reader skip an event that commits late (concurrent writers)', async () => {
+    const start = await store.latestEventId();
+    const seen: number[] = [];
+    let last = start;
+    let done = false;
+    const reader = (async () => {
+      while (!done || last < (await store.latestEventId())) {
+        for (const e of await store.readEvents({ projectId: project.id }, last, 100)) {
+          seen.push(e.id);
+          last = e.id;
+        }
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    })();
+    await Promise.all(Array.from({ length: 200 }, (_, i) =>
+      store.kvPut({ project, key: `c${i % 7}`, value: String(i), ifMatch: null, ifNoneMatch: false, expiresAt: null, maxKeys: 100 })));
+    done = true;
+    await reader;
+    const all = (await store.readEvents({ projectId: project.id }, start, 1000)).map((e) => e.id);
+    assert.equal(all.length, 200);
+    assert.deepEqual(seen, all, 'the reader saw every event once, in id order');
   });
 
   it('prunes events and remembers how far', async () => {
@@ -175,3 +199,59 @@ describe(`store conformance (${storeKind()})`, () => {
     assert.deepEqual(await store.cancelQueued(project), { cancelled_jobs: 0, cancelled_tasks: 0 });
   });
 });
+
+// PostgreSQL only: ids that commit out of order. (SQLite has one writer, so the case cannot arise there.)
+if (storeKind() === 'postgres') {
+  describe('event high-water mark (postgres)', () => {
+    it('holds readers at a gap until the transaction that owns it ends, then moves past it', async () => {
+      const { default: pg } = await import('pg');
+      const dir = await mkdtemp(join(tmpdir(), 'computalot-hwm-'));
+      const db = await testDatabase();
+      const store = await openStore({ databaseUrl: db.url, sqlitePath: join(dir, 'unused') });
+      const slow = new pg.Client(db.url!);
+      const fast = new pg.Client(db.url!);
+      await slow.connect();
+      await fast.connect();
+      const insert = `insert into events (account_id, type, data, created_at) values ('acc', 't', '{}', now()::text) returning id`;
+      try {
+        const base = await store.latestEventId();
+        await slow.query('begin');
+        await slow.query('select pg_current_xact_id()');
+        const held = Number((await slow.query(insert)).rows[0].id);
+        await fast.query('begin');
+        await fast.query('select pg_current_xact_id()');
+        const later = Number((await fast.query(insert)).rows[0].id);
+        await fast.query('commit');
+        assert.ok(later > held);
+        await new Promise((r) => setTimeout(r, 50));
+        assert.equal(await store.latestEventId(), base, 'the mark waits below the uncommitted id');
+        assert.deepEqual(await store.readEvents({}, base, 10), []);
+        await slow.query('commit');
+        let mark = base;
+        for (let i = 0; i < 100 && mark < later; i += 1) {
+          await new Promise((r) => setTimeout(r, 20));
+          mark = await store.latestEventId();
+        }
+        assert.deepEqual((await store.readEvents({}, base, 10)).map((e) => e.id), [held, later]);
+
+        // A rolled-back id is a permanent gap: the mark moves past it once its owner has ended.
+        await slow.query('begin');
+        await slow.query('select pg_current_xact_id()');
+        await slow.query(insert);
+        const after = Number((await fast.query(insert)).rows[0].id);
+        await slow.query('rollback');
+        for (let i = 0; i < 100 && mark < after; i += 1) {
+          await new Promise((r) => setTimeout(r, 20));
+          mark = await store.latestEventId();
+        }
+        assert.equal(mark, after);
+      } finally {
+        await slow.end();
+        await fast.end();
+        await store.close();
+        await db.drop();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  });
+}
