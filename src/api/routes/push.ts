@@ -26,13 +26,20 @@ export function pushRoutes(deps: Deps): FastifyPluginAsyncTypebox {
       const project = await loadProject(deps.store, request, request.params.name);
       const length = request.headers['content-length'];
       const body = (request.body as Readable | undefined) ?? request.raw;
-      const { status, body: result } = await pushProject(deps, project, {
-        contentType: request.headers['content-type'],
-        contentLength: length !== undefined ? Number(length) : null,
-        body,
-      });
-      reply.code(status);
-      return result;
+      try {
+        const { status, body: result } = await pushProject(deps, project, {
+          contentType: request.headers['content-type'],
+          contentLength: length !== undefined ? Number(length) : null,
+          body,
+        });
+        reply.code(status);
+        return result;
+      } catch (err) {
+        // A refused push may leave body unread (a bomb, an endless upload): answer, then close the socket
+        // instead of reading the rest.
+        if (!request.raw.complete) reply.header('Connection', 'close');
+        throw err;
+      }
     });
   };
 }
