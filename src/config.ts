@@ -2,6 +2,7 @@
  * Server configuration from the environment (the README's configuration table lists every variable).
  * A bad value stops the server at start with a message naming the variable, never later.
  */
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 
 export interface Config {
@@ -10,6 +11,8 @@ export interface Config {
   dataDir: string;
   databaseUrl: string | null;
   localWorkers: number;
+  workerSlots: number;
+  heartbeatMs: number;
   runtime: 'auto' | 'oci' | 'process';
   adminToken: string | null;
   allowRunc: boolean;
@@ -55,6 +58,8 @@ export function loadConfig(env: Env = process.env): Config {
     dataDir: resolve(env.COMPUTALOT_DATA_DIR || './.computalot'),
     databaseUrl: env.DATABASE_URL || null,
     localWorkers: int(env, 'COMPUTALOT_LOCAL_WORKERS', 1),
+    workerSlots: int(env, 'COMPUTALOT_WORKER_SLOTS', availableParallelism(), 1),
+    heartbeatMs: int(env, 'COMPUTALOT_HEARTBEAT_MS', 10_000, 100),
     runtime: oneOf(env, 'COMPUTALOT_RUNTIME', ['auto', 'oci', 'process'] as const, 'auto'),
     adminToken: env.COMPUTALOT_ADMIN_TOKEN || null,
     allowRunc: env.COMPUTALOT_ALLOW_RUNC === '1',

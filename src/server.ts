@@ -8,6 +8,9 @@ import { buildApp } from './api/app.js';
 import { Authenticator } from './api/auth.js';
 import type { Config } from './config.js';
 import { startHousekeeping } from './scheduler/housekeeping.js';
+import { startJobSweeper } from './scheduler/job-sweeper.js';
+import { ProcessRuntime } from './runtime/process-runtime.js';
+import { startEmbeddedWorkers, type EmbeddedWorkers } from './worker/embedded.js';
 import { bootstrapAdmin } from './services/bootstrap.js';
 import type { Deps } from './services/deps.js';
 import { detectRuntime } from './services/runtime-info.js';
@@ -27,7 +30,11 @@ export async function startServer(config: Config, opts: { logger?: boolean | obj
   await blobs.init();
   const runtime = await detectRuntime(config.runtime);
   const logger = opts.logger ?? { level: config.logLevel, redact: ['req.headers.authorization'] };
-  const deps: Deps = { config, store, blobs, auth: new Authenticator(store), runtime, log: undefined as never };
+  let embedded: EmbeddedWorkers | null = null;
+  const deps: Deps = {
+    config, store, blobs, auth: new Authenticator(store), runtime, log: undefined as never,
+    nudgeWorkers: () => embedded?.nudge(),
+  };
   const { app, beginShutdown } = await buildApp(deps, { logger });
   deps.log = app.log;
   if (runtime.warning) app.log.warn(runtime.warning);
@@ -38,9 +45,16 @@ export async function startServer(config: Config, opts: { logger?: boolean | obj
     process.stdout.write(`\nAdmin API key (shown once; also saved to ${join(config.dataDir, 'admin-token')}):\n  ${created}\n\n`);
   }
   const stopHousekeeping = startHousekeeping(store, { eventRetentionSeconds: config.eventRetentionSeconds, log: app.log });
+  const stopSweeper = startJobSweeper(store, { log: app.log });
+  if (config.localWorkers > 0) {
+    embedded = await startEmbeddedWorkers({
+      count: config.localWorkers, slots: config.workerSlots, store, blobs, dataDir: config.dataDir, log: app.log,
+      runtime: new ProcessRuntime(), heartbeatMs: config.heartbeatMs,
+    });
+  }
   const address = await app.listen({ host: config.host, port: config.port });
   const url = address.replace('[::1]', 'localhost');
-  process.stdout.write(`computalot listening on ${url} (store: ${store.dialect}, runtime: ${runtime.kind})\n`);
+  process.stdout.write(`computalot listening on ${url} (store: ${store.dialect}, runtime: ${runtime.kind}, embedded workers: ${config.localWorkers})\n`);
 
   let stopping: Promise<void> | null = null;
   return {
@@ -50,6 +64,9 @@ export async function startServer(config: Config, opts: { logger?: boolean | obj
       stopping ??= (async () => {
         beginShutdown();
         stopHousekeeping();
+        stopSweeper();
+        // Workers first: their attempts are handed back (no attempt spent) while the store is still open.
+        await embedded?.stop();
         await app.close();
         await store.close();
       })();

@@ -14,6 +14,7 @@ import { installAuth } from './auth.js';
 import { installErrorHandling, sendError } from './error-handler.js';
 import { installValidators } from './validators.js';
 import { adminRoutes } from './routes/admin.js';
+import { jobRoutes } from './routes/jobs.js';
 import { kvRoutes } from './routes/kv.js';
 import { opsRoutes } from './routes/ops.js';
 import { projectRoutes } from './routes/projects.js';
@@ -34,6 +35,15 @@ export async function buildApp(deps: Deps, opts: { logger: boolean | object } = 
     logger: opts.logger,
     bodyLimit: JSON_BODY_LIMIT,
     return503OnClosing: false,
+    // Errors before routing (a URL that does not decode, a bad header) get the same error shape.
+    frameworkErrors: (error, request, reply) => {
+      const url = request.url.split('?')[0] ?? '';
+      const badKey = error.code === 'FST_ERR_BAD_URL' && /\/api\/v1\/projects\/[^/]+\/kv\//.test(url);
+      const appError = badKey
+        ? new AppError('invalid_kv_key', { reason: 'its percent-encoding does not decode to UTF-8' })
+        : new AppError('invalid_request', { reason: error.code === 'FST_ERR_BAD_URL' ? `The URL ${url} does not decode (bad percent-encoding).` : error.message });
+      void sendError(reply, appError);
+    },
     forceCloseConnections: 'idle',
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -69,6 +79,7 @@ export async function buildApp(deps: Deps, opts: { logger: boolean | object } = 
     await v1.register(readinessRoutes(deps));
     await v1.register(kvRoutes(deps));
     await v1.register(streamRoutes(deps, streams));
+    await v1.register(jobRoutes(deps, streams));
     await v1.register(adminRoutes(deps));
   }, { prefix: '/api/v1' });
 

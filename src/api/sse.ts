@@ -20,6 +20,8 @@ export interface StreamOptions {
   startAt: 'now' | 'beginning';
   /** The stream ends after writing an event for which this is true. */
   endAfter?: (event: StoredEvent) => boolean;
+  /** Checked after the first replay: true ends the stream at once (a finished job has nothing to come). */
+  done?: () => Promise<boolean>;
   /** Open streams register their closer here, so shutdown can end them all. */
   registry: Set<() => void>;
 }
@@ -33,6 +35,19 @@ export function resumePoint(request: FastifyRequest): number | null {
   return Number.isInteger(value) && value >= 0 ? value : null;
 }
 
+/** Resolves when the socket can take more, or when the response is gone (a 'drain' would never come). */
+function drainedOrClosed(res: FastifyReply['raw']): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
+}
+
 function frame(event: { id: number; type: string; data: unknown }): string {
   return `id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event.data)}\n\n`;
 }
@@ -44,7 +59,9 @@ export async function openStream(request: FastifyRequest, reply: FastifyReply, o
   let lastId = resume ?? (opts.startAt === 'now' ? await store.latestEventId() : 0);
   let reset: string | null = null;
   if (resume !== null && resume < prunedThrough) {
-    lastId = await store.latestEventId();
+    // The reset's id becomes the client's Last-Event-ID, so it may not be below the pruned part of the log
+    // (the log can be empty after pruning, e.g. after a restart): resuming from it would reset again.
+    lastId = Math.max(await store.latestEventId(), prunedThrough);
     reset = frame({ id: lastId, type: 'stream.reset', data: { reason: 'events_pruned', requested_since: resume, oldest_available: prunedThrough + 1, message: 'Events after your last id were pruned; re-read current state, then follow this stream.' } });
   }
 
@@ -95,7 +112,7 @@ export async function openStream(request: FastifyRequest, reply: FastifyReply, o
               close();
               return;
             }
-            if (!ok) await new Promise((resolve) => res.once('drain', resolve));
+            if (!ok) await drainedOrClosed(res);
           }
           if (events.length < BATCH) break;
         }
@@ -113,6 +130,17 @@ export async function openStream(request: FastifyRequest, reply: FastifyReply, o
   const poll = setInterval(() => void pump(), SAFETY_POLL_MS);
   opts.registry.add(close);
   request.raw.on('close', close);
+  res.on('close', close);
   res.on('error', close);
+  // The client may have left during the reads before hijack, when no 'close' listener was there yet:
+  // without this check the stream (its timers and subscription) would stay open for nobody.
+  if (request.raw.destroyed || res.destroyed || !res.socket || res.socket.destroyed) {
+    close();
+    return;
+  }
   await pump();
+  if (!closed && opts.done && (await opts.done())) {
+    await pump();
+    close();
+  }
 }

@@ -38,6 +38,7 @@ export const ERRORS = {
   project_exists: spec(409, 'A project named "{name}" already exists in this account; pick another name or push to it.'),
   account_exists: spec(409, 'An account named "{name}" already exists; pick another name.'),
   project_has_active_jobs: spec(409, 'Project "{name}" still has {count} queued or running job(s); cancel them (PUT /api/v1/projects/{name}/cancel-queued, POST /api/v1/jobs/:id/cancel) or wait, then delete again.'),
+  idempotency_conflict: spec(409, 'Idempotency key "{key}" was already used for job {job_id} with a different request; use a new key for a different job.'),
   push_in_progress: spec(409, 'Another push of project "{name}" is still being taken in; retry in a second.', true),
   project_not_pushed: spec(409, 'Project "{name}" has no revision yet; push a tarball first (POST /api/v1/projects/{name}/push).'),
   lease_mismatch: spec(409, 'The lease on task {task_id} attempt {attempt} is no longer held by this worker; drop the attempt.'),
@@ -49,6 +50,7 @@ export const ERRORS = {
   tarball_too_large: spec(413, 'The tarball is larger than the limit of {limit}; leave build outputs and data out of it (use data_sources for large inputs).'),
   tarball_expanded_too_large: spec(413, 'The tarball expands to more than the limit of {limit}; leave large files out of it (use data_sources for large inputs).'),
   tarball_too_many_entries: spec(413, 'The tarball holds more than the limit of {limit} entries; leave generated files out of it.'),
+  result_too_large: spec(413, 'The task\'s result is {size}, over the limit of {limit}; write large outputs to an artifact or KV and return a reference to them.'),
   kv_value_too_large: spec(413, 'The KV value is larger than the limit of {limit}; store large data elsewhere and keep a reference in KV.'),
   // 415
   unsupported_media_type: spec(415, '{reason}'),

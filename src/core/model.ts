@@ -60,3 +60,49 @@ export interface ReadinessSnapshot {
   runtimes: PreparedRuntime[];
   jobs: { queued: number; running: number };
 }
+
+/** A job as stored; counts are derived from its tasks. */
+export interface JobRecord {
+  id: string; account_id: string; project_id: string; project: string; revision_id: string; content_hash: string;
+  type: string; status: string; status_reason: string | null; created_at: string; started_at: string | null;
+  finished_at: string | null; timeout_s: number; queue_timeout_s: number | null; max_attempts: number;
+  backoff_s: number; checkpoint: boolean; priority: number; runner_command: string[] | null;
+  env: Record<string, string>; meta: unknown; variant: unknown; profile: string; requirements: Record<string, unknown>;
+  error: { code: string; message: string } | null; recommended_action: string | null; tasks_total: number;
+  tasks_open: number; reduce: { runner_command?: string[]; payload?: unknown } | null;
+  objective: { key: string; goal: 'maximize' | 'minimize' } | null; spec: Record<string, unknown>;
+}
+
+export interface TaskCounts { queued: number; preparing: number; running: number; completed: number; failed: number; cancelled: number }
+
+export interface AttemptRecord {
+  attempt: number; node: string; exit_code: number | null; error: { code: string; message: string } | null;
+  started_at: string | null; finished_at: string | null;
+}
+
+export interface TaskRecord {
+  id: string; job_id: string; index: number; kind: string; status: string; status_reason: string | null;
+  attempt: number; exit_code: number | null; error: { code: string; message: string } | null; output: string;
+  output_tail: string; latest_progress: { progress: number; message?: string } | null; item: unknown;
+  payload: unknown; result: unknown; result_quality: number | null; result_warnings: string[];
+  started_at: string | null; finished_at: string | null; duration_ms: number | null;
+  cold_start: { fetch_ms: number; build_ms: number; init_ms: number; sandbox_ms: number } | null;
+  node: string | null; meta: Record<string, unknown>;
+}
+
+/** What a worker gets for one leased attempt. */
+export interface LeasedTask {
+  task_id: string; job_id: string; project_id: string; account_id: string; project: string; revision_id: string;
+  content_hash: string; index: number; task_count: number; attempt: number; lease_token: string;
+  payload: unknown; runner_command: string[] | null; env: Record<string, string>; timeout_s: number;
+  checkpoint: boolean; kind: string;
+}
+
+/** What a worker reports when an attempt ends. */
+export interface AttemptReport {
+  task_id: string; attempt: number; lease_token: string; exit_code: number | null;
+  outcome: 'succeeded' | 'failed' | 'timed_out' | 'cancelled' | 'worker_lost' | 'handed_back';
+  error: { code: string; message: string } | null; output: string; output_tail: string;
+  result: unknown; result_quality: number | null; result_warnings: string[]; duration_ms: number;
+  started_at: string | null; finished_at: string; cold_start: TaskRecord['cold_start'];
+}

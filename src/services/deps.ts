@@ -13,4 +13,6 @@ export interface Deps {
   auth: Authenticator;
   runtime: RuntimeInfo;
   log: FastifyBaseLogger;
+  /** Asks embedded workers to heartbeat now (a cancel reaches them at once instead of within 10 s). */
+  nudgeWorkers(): void;
 }

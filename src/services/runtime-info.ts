@@ -31,10 +31,17 @@ export async function detectRuntime(configured: RuntimeInfo['configured']): Prom
   if (configured === 'process') {
     return { configured, kind: 'process', engine: null, warning: 'Tasks run as host processes without a sandbox (COMPUTALOT_RUNTIME=process); the Dockerfile is not used.' };
   }
-  const engine = await findEngine();
-  if (engine) return { configured, kind: 'oci', engine, warning: null };
+  // The sandboxed oci runtime is the next step of the roadmap (docs/roadmap.md); until it lands, say so
+  // rather than pretend: `oci` refuses to start and `auto` runs processes with a warning.
   if (configured === 'oci') {
-    throw new Error('COMPUTALOT_RUNTIME=oci but neither podman nor docker can be run; run `npm run setup` (as root) or set COMPUTALOT_RUNTIME=process.');
+    throw new Error('COMPUTALOT_RUNTIME=oci: the sandboxed runtime is not available in this version yet; use COMPUTALOT_RUNTIME=process (or auto).');
+  }
+  const engine = await findEngine();
+  if (engine) {
+    return {
+      configured, kind: 'process', engine,
+      warning: `${engine} was found, but the sandboxed runtime is not available in this version yet, so tasks run as host processes without a sandbox.`,
+    };
   }
   return {
     configured, kind: 'process', engine: null,

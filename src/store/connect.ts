@@ -9,6 +9,7 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Migration } from
 import pg from 'pg';
 import type { Database } from './db-types.js';
 import { initialMigration } from './migrations/001-initial.js';
+import { jobsMigration } from './migrations/002-jobs.js';
 
 export type DialectName = 'sqlite' | 'postgres';
 
@@ -45,7 +46,7 @@ export async function connect(opts: { databaseUrl?: string | null; sqlitePath: s
 }
 
 function migrations(dialect: DialectName): Record<string, Migration> {
-  return { '001-initial': initialMigration(dialect) };
+  return { '001-initial': initialMigration(dialect), '002-jobs': jobsMigration(dialect) };
 }
 
 async function migrate(conn: Connection): Promise<void> {

@@ -37,10 +37,27 @@ export interface JobsTable {
   id: string; account_id: string; project_id: string; revision_id: string; content_hash: string;
   type: string; status: string; status_reason: string | null; spec: string; tasks_total: number;
   created_at: string; started_at: string | null; finished_at: string | null;
+  priority: number; timeout_s: number; queue_timeout_s: number | null; max_attempts: number; backoff_s: number;
+  checkpoint: number; runner_command: string | null; env: string; meta: string; variant: string; profile: string;
+  requirements: string; error: string | null; recommended_action: string | null; reduce: string | null;
+  objective: string | null; tasks_open: number; request_hash: string | null;
 }
 export interface TasksTable {
   id: string; job_id: string; project_id: string; idx: number; status: string;
   status_reason: string | null; created_at: string; started_at: string | null; finished_at: string | null;
+  account_id: string; kind: string; priority: number; payload: string; item: string; runner_command: string | null;
+  attempt: number; available_at: string; queue_deadline: string | null; worker_id: string | null;
+  lease_token: string | null; lease_expires_at: string | null; cancel_requested: number; exit_code: number | null;
+  error: string | null; output: string; output_tail: string; latest_progress: string | null; result: string | null;
+  result_quality: number | null; result_warnings: string; duration_ms: number | null; cold_start: string | null;
+  node: string | null; meta: string;
+}
+export interface AttemptsTable {
+  task_id: string; attempt: number; job_id: string; worker_id: string; node: string; status: string;
+  exit_code: number | null; error: string | null; started_at: string | null; finished_at: string | null;
+}
+export interface IdempotencyKeysTable {
+  account_id: string; key: string; request_hash: string; job_id: string; created_at: string;
 }
 export interface KvTable {
   project_id: string; key: string; value: string; version: number; size_bytes: number;
@@ -63,6 +80,8 @@ export interface Database {
   prepared_runtimes: PreparedRuntimesTable;
   jobs: JobsTable;
   tasks: TasksTable;
+  attempts: AttemptsTable;
+  idempotency_keys: IdempotencyKeysTable;
   kv: KvTable;
   events: EventsTable;
   meta: MetaTable;

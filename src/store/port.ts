@@ -3,11 +3,22 @@
  * PostgreSQL, through one Kysely implementation) apply each verb in one transaction together with the
  * events it causes. Guards are in the SQL (compare-and-set), never read-then-write in the caller.
  */
+import type { AppError } from '../core/errors.js';
 import type { FileEntry } from '../core/content-hash.js';
+import type { CreateOutcome, NewJob } from './jobs-create.js';
+import type { EndResult } from './jobs-complete.js';
+import type { HeldLease, LiveUpdate } from './jobs-control.js';
+import type { LeaseRequest, StartReport } from './jobs-lease.js';
+import type { RuntimeUpdate, WorkerInfo } from './workers-store.js';
 import type {
-  Account, ApiKey, KvEntry, Page, PageQuery, Project, Quotas, ReadinessSnapshot, Revision, Role, StoredEvent,
-  Worker, WorkerToken,
+  Account, ApiKey, AttemptRecord, AttemptReport, JobRecord, KvEntry, LeasedTask, Page, PageQuery, Project, Quotas,
+  ReadinessSnapshot, Revision, Role, StoredEvent, TaskCounts, TaskRecord, Worker, WorkerToken,
 } from '../core/model.js';
+
+export type { CreateOutcome, NewJob, EndResult, HeldLease, LiveUpdate, LeaseRequest, StartReport, RuntimeUpdate, WorkerInfo };
+
+/** Everything a worker reports between two flushes, applied in one transaction. */
+export interface WorkerReports { started: StartReport[]; live: LiveUpdate[]; ended: AttemptReport[] }
 
 export * from '../core/model.js';
 
@@ -72,6 +83,24 @@ export interface Store {
   kvDelete(project: Project, key: string): Promise<boolean>;
   kvList(projectId: string, prefix: string, page: PageQuery): Promise<Page<KvEntry>>;
   kvSweepExpired(): Promise<number>;
+
+  // jobs (SPEC §6)
+  createJobs(jobs: NewJob[]): Promise<Array<CreateOutcome | AppError>>;
+  getJob(accountId: string, id: string): Promise<(JobRecord & { counts: TaskCounts }) | null>;
+  listJobs(accountId: string, filter: { projectId?: string; status?: string }, page: PageQuery): Promise<Page<JobRecord>>;
+  listTasks(jobId: string, page: PageQuery): Promise<Page<TaskRecord & { attempts: AttemptRecord[] }>>;
+  resultRows(jobId: string): Promise<TaskRecord[]>;
+  cancelJob(jobId: string, reason: string): Promise<{ cancelled_tasks: number; cancelling_tasks: number }>;
+
+  // workers and leases (SPEC §8)
+  registerWorker(info: WorkerInfo): Promise<Worker>;
+  setWorkerStatus(workerId: string, status: 'online' | 'draining' | 'offline'): Promise<void>;
+  leaseTasks(req: LeaseRequest): Promise<LeasedTask[]>;
+  heartbeat(workerId: string, held: HeldLease[]): Promise<{ cancel: string[]; lost: string[] }>;
+  applyWorkerReports(reports: WorkerReports): Promise<EndResult[]>;
+  setRuntimeState(update: RuntimeUpdate, node: string): Promise<void>;
+  /** The scheduler's sweep: expired leases, queue timeouts, silent workers. */
+  sweep(now: string): Promise<{ expired: number; queue_timeouts: number; offline: number }>;
 
   // events (SPEC §10)
   readEvents(filter: { projectId?: string; jobId?: string }, afterId: number, limit: number): Promise<StoredEvent[]>;

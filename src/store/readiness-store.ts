@@ -5,7 +5,8 @@
  */
 import { nowIso } from '../core/clock.js';
 import { newId } from '../core/ids.js';
-import { allowedFrom, JOB_TRANSITIONS, RUNTIME_TRANSITIONS, TASK_TRANSITIONS } from '../core/states.js';
+import { allowedFrom, RUNTIME_TRANSITIONS } from '../core/states.js';
+import { cancelJobInTx } from './jobs-control.js';
 import type { Store } from './port.js';
 import { toRuntime, toWorker } from './rows.js';
 import { inTx, type StoreContext } from './tx.js';
@@ -70,24 +71,12 @@ export function readinessVerbs(ctx: StoreContext): ReadinessVerbs {
     },
     async cancelQueued(project) {
       return inTx(ctx, async (t) => {
-        const now = nowIso();
-        // Jobs first, guarded on 'queued': a job that started meanwhile keeps its tasks.
-        const updated = await t.tx.updateTable('jobs')
-          .set({ status: 'cancelled', status_reason: 'cancelled by cancel-queued', finished_at: now })
-          .where('project_id', '=', project.id).where('status', '=', 'queued')
-          .where('status', 'in', allowedFrom(JOB_TRANSITIONS, 'cancelled')).returning('id').execute();
-        if (updated.length === 0) return { cancelled_jobs: 0, cancelled_tasks: 0 };
-        const tasks = await t.tx.updateTable('tasks')
-          .set({ status: 'cancelled', status_reason: 'cancelled by cancel-queued', finished_at: now })
-          .where('job_id', 'in', updated.map((j) => j.id))
-          .where('status', 'in', allowedFrom(TASK_TRANSITIONS, 'cancelled')).executeTakeFirst();
-        for (const job of updated) {
-          t.emit({
-            type: 'job.status', accountId: project.account_id, projectId: project.id, jobId: job.id,
-            data: { job_id: job.id, status: 'cancelled', status_reason: 'cancelled by cancel-queued' },
-          });
-        }
-        return { cancelled_jobs: updated.length, cancelled_tasks: Number(tasks.numUpdatedRows) };
+        // Only jobs that have not started; each goes through the job cancel, which keeps tasks_open right.
+        const jobs = await t.tx.selectFrom('jobs').select('id').where('project_id', '=', project.id)
+          .where('status', '=', 'queued').execute();
+        let tasks = 0;
+        for (const job of jobs) tasks += (await cancelJobInTx(t, job.id, 'cancelled by cancel-queued')).cancelled_tasks;
+        return { cancelled_jobs: jobs.length, cancelled_tasks: tasks };
       });
     },
   };

@@ -3,6 +3,7 @@ import { accountVerbs } from './accounts-store.js';
 import { connect } from './connect.js';
 import { EventFeed } from './event-feed.js';
 import { eventVerbs } from './events-store.js';
+import { jobVerbs } from './jobs-store.js';
 import { kvVerbs } from './kv-store.js';
 import type { Store } from './port.js';
 import { projectVerbs } from './projects-store.js';
@@ -27,6 +28,7 @@ export async function openStore(opts: { databaseUrl?: string | null; sqlitePath:
     ...revisionVerbs(ctx),
     ...readinessVerbs(ctx),
     ...kvVerbs(ctx),
+    ...jobVerbs(ctx),
     ...events,
   };
 }

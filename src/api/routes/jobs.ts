@@ -1,0 +1,121 @@
+/** Jobs (SPEC §6): submit, batch, list, get, tasks, output, stream, cancel, results. */
+import { createReadStream } from 'node:fs';
+import { access } from 'node:fs/promises';
+import { PassThrough } from 'node:stream';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { AppError } from '../../core/errors.js';
+import { JOB_STATES } from '../../core/states.js';
+import { authErrors, ErrorBody, Nullable } from '../../protocol/common.js';
+import { BatchSubmitBody, BatchSubmitResult, JobObject, ResultsObject, SubmitJobBody, TaskObject } from '../../protocol/jobs.js';
+import type { Deps } from '../../services/deps.js';
+import { jobObject, resultsObject, submitJobs, taskObject } from '../../services/jobs.js';
+import { outputPath } from '../../worker/in-process-client.js';
+import { accountOf } from '../auth.js';
+import { loadProject, pageQuery } from '../load.js';
+import { openStream } from '../sse.js';
+
+const IdParams = Type.Object({ id: Type.String() });
+const Page = { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })), cursor: Type.Optional(Type.String()) };
+
+export function jobRoutes(deps: Deps, streams: Set<() => void>): FastifyPluginAsyncTypebox {
+  const { store } = deps;
+  const loadJob = async (request: Parameters<typeof accountOf>[0], id: string) => {
+    const job = await store.getJob(accountOf(request), id);
+    if (!job) throw new AppError('job_not_found', { id });
+    return job;
+  };
+  return async (app) => {
+    app.post('/jobs', {
+      schema: { tags: ['jobs'], body: SubmitJobBody, response: { 200: JobObject, 201: JobObject, ...authErrors, 409: ErrorBody, 422: ErrorBody } },
+    }, async (request, reply) => {
+      const header = request.headers['idempotency-key'];
+      const [answer] = await submitJobs(deps, accountOf(request), [request.body], typeof header === 'string' ? header : null);
+      if (!answer || 'error' in answer) throw answer?.error ?? new AppError('internal_error', { reason: 'no answer' });
+      reply.code(answer.replayed ? 200 : 201);
+      return jobObject((await store.getJob(accountOf(request), answer.id))!);
+    });
+
+    app.post('/jobs/batch', {
+      schema: { tags: ['jobs'], body: BatchSubmitBody, response: { 200: BatchSubmitResult, ...authErrors } },
+    }, async (request) => {
+      const answers = await submitJobs(deps, accountOf(request), request.body.jobs, null);
+      return {
+        jobs: answers.map((a, index) => ('error' in a ? { index, error: a.error.toBody().error } : { index, id: a.id })),
+      };
+    });
+
+    app.get('/jobs', {
+      schema: {
+        tags: ['jobs'],
+        querystring: Type.Object({ project: Type.Optional(Type.String()), status: Type.Optional(Type.Union(JOB_STATES.map((s) => Type.Literal(s)))), ...Page }),
+        response: { 200: Type.Object({ jobs: Type.Array(JobObject), next_cursor: Nullable(Type.String()) }), ...authErrors },
+      },
+    }, async (request) => {
+      const projectId = request.query.project ? (await loadProject(store, request, request.query.project)).id : undefined;
+      const page = await store.listJobs(accountOf(request), { projectId, status: request.query.status }, pageQuery(request.query));
+      const jobs = await Promise.all(page.items.map(async (j) => jobObject((await store.getJob(j.account_id, j.id))!)));
+      return { jobs, next_cursor: page.next_cursor };
+    });
+
+    app.get('/jobs/:id', { schema: { tags: ['jobs'], params: IdParams, response: { 200: JobObject, ...authErrors } } },
+      async (request) => jobObject(await loadJob(request, request.params.id)));
+
+    app.get('/jobs/:id/tasks', {
+      schema: { tags: ['jobs'], params: IdParams, querystring: Type.Object(Page), response: { 200: Type.Object({ tasks: Type.Array(TaskObject), next_cursor: Nullable(Type.String()) }), ...authErrors } },
+    }, async (request) => {
+      const job = await loadJob(request, request.params.id);
+      const page = await store.listTasks(job.id, { limit: request.query.limit ?? 500, cursor: request.query.cursor ?? null });
+      return { tasks: page.items.map(taskObject), next_cursor: page.next_cursor };
+    });
+
+    app.get('/jobs/:id/output', { schema: { tags: ['jobs'], params: IdParams, description: 'stdout and stderr of each task\'s latest attempt, as text' } }, async (request, reply) => {
+      const job = await loadJob(request, request.params.id);
+      const rows = await store.resultRows(job.id);
+      const out = new PassThrough();
+      reply.type('text/plain; charset=utf-8').send(out);
+      for (const task of rows) {
+        if (rows.length > 1) out.write(`=== task ${task.index} (attempt ${task.attempt}, ${task.status}) ===\n`);
+        const path = outputPath(deps.config.dataDir, job.id, task.id, task.attempt);
+        const exists = await access(path).then(() => true, () => false);
+        if (exists) {
+          await new Promise<void>((resolve) => {
+            const file = createReadStream(path);
+            file.on('end', resolve).on('error', () => resolve());
+            file.pipe(out, { end: false });
+          });
+        } else if (task.output) out.write(task.output);
+      }
+      out.end();
+      return reply;
+    });
+
+    app.get('/jobs/:id/stream', {
+      schema: { tags: ['jobs'], params: IdParams, querystring: Type.Object({ since: Type.Optional(Type.Integer({ minimum: 0 })) }), description: 'SSE of the job\'s events from job.created; ends after job.completed' },
+    }, async (request, reply) => {
+      const job = await loadJob(request, request.params.id);
+      await openStream(request, reply, {
+        store, filter: { jobId: job.id }, heartbeatMs: deps.config.sseHeartbeatMs, startAt: 'beginning', registry: streams,
+        endAfter: (e) => e.type === 'job.completed',
+        done: async () => ['completed', 'partial', 'failed', 'cancelled'].includes((await store.getJob(job.account_id, job.id))?.status ?? ''),
+      });
+    });
+
+    app.post('/jobs/:id/cancel', {
+      schema: { tags: ['jobs'], params: IdParams, response: { 200: Type.Object({ id: Type.String(), status: Type.String(), cancelled_tasks: Type.Integer(), cancelling_tasks: Type.Integer() }), ...authErrors } },
+    }, async (request) => {
+      const job = await loadJob(request, request.params.id);
+      const res = await store.cancelJob(job.id, 'cancelled by request');
+      deps.nudgeWorkers();
+      const after = await loadJob(request, job.id);
+      return { id: job.id, status: after.status, ...res };
+    });
+
+    app.get('/results/:job_id', {
+      schema: { tags: ['jobs'], params: Type.Object({ job_id: Type.String() }), response: { 200: ResultsObject, ...authErrors } },
+    }, async (request) => {
+      const job = await loadJob(request, request.params.job_id);
+      return resultsObject(job, await store.resultRows(job.id));
+    });
+  };
+}

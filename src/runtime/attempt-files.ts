@@ -1,0 +1,109 @@
+/**
+ * The per-attempt files of the runner protocol (SPEC §7) on the host:
+ *
+ *   <attemptsRoot>/<task id>-a<attempt>-<random>/   mode 0700, removed after the attempt
+ *     payload.json     COMPUTALOT_TASK_PAYLOAD (written before the task starts)
+ *     result.json      COMPUTALOT_RESULT_PATH (the task writes it, or not)
+ *     progress.jsonl   COMPUTALOT_PROGRESS_PATH (the task appends to it, or not)
+ *     scratch/         COMPUTALOT_SCRATCH_DIR (empty at start: the protocol promises an empty folder)
+ *
+ * Invariants:
+ * - Folder names are unique per attempt (random suffix), so a retry on the same worker, or a stale folder
+ *   left by a crash, never hands a task another attempt's files.
+ * - Setup is two async steps (mkdir -p, then the payload write alongside the checkpoint mkdir): the
+ *   dispatch path does no sync I/O and waits on the thread pool twice.
+ * - The result file is opened non-blocking and read only if it is a regular file of at most `limit`
+ *   bytes: a FIFO or /dev/zero there can neither hang nor flood the worker.
+ * - Removal never touches the checkpoint folder (it lives elsewhere, owned by the caller) and survives
+ *   folders the task made read-only.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmod, constants, mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface AttemptPaths {
+  dir: string;
+  payload: string;
+  result: string;
+  progress: string;
+  scratch: string;
+}
+
+export function attemptPaths(attemptsRoot: string, taskId: string, attempt: number): AttemptPaths {
+  // Ids come from our own store, but a path component is no place to trust that.
+  const safeId = taskId.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64) || 'task';
+  const dir = join(attemptsRoot, `${safeId}-a${attempt}-${randomBytes(4).toString('hex')}`);
+  return {
+    dir,
+    payload: join(dir, 'payload.json'),
+    result: join(dir, 'result.json'),
+    progress: join(dir, 'progress.jsonl'),
+    scratch: join(dir, 'scratch'),
+  };
+}
+
+/** Creates the folder, the empty scratch folder, the payload file, and the checkpoint folder if asked. */
+export async function createAttemptFiles(paths: AttemptPaths, payload: unknown, checkpointDir: string | null): Promise<void> {
+  const json = JSON.stringify(payload === undefined ? {} : payload);
+  const checkpoint = checkpointDir === null ? undefined : mkdir(checkpointDir, { recursive: true });
+  // Settle it before anything can throw, so a rejected mkdir is never left unhandled.
+  checkpoint?.catch(() => {});
+  await mkdir(paths.scratch, { recursive: true, mode: 0o700 });
+  await Promise.all([writeFile(paths.payload, json, { mode: 0o600 }), checkpoint]);
+}
+
+export interface ResultFile {
+  text: string | null;
+  bytes: number;
+}
+
+/** Reads the result file: text null when missing, not a regular file, or larger than `limit`. */
+export async function readResultFile(path: string, limit: number): Promise<ResultFile> {
+  let handle;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch {
+    return { text: null, bytes: 0 };
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) return { text: null, bytes: 0 };
+    if (stat.size > limit) return { text: null, bytes: stat.size };
+    // At most limit + 1 bytes: one past the limit is enough to know a file that grew is too large.
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const step = Math.max(stat.size + 1, 64 * 1024);
+    while (total <= limit) {
+      const buffer = Buffer.allocUnsafe(Math.min(step, limit + 1 - total));
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, total);
+      if (bytesRead === 0) break;
+      chunks.push(buffer.subarray(0, bytesRead));
+      total += bytesRead;
+    }
+    if (total > limit) return { text: null, bytes: Math.max(total, stat.size) };
+    return { text: Buffer.concat(chunks, total).toString('utf8'), bytes: total };
+  } catch {
+    return { text: null, bytes: 0 };
+  } finally {
+    await handle.close().catch(() => {});
+  }
+}
+
+/** Best effort: an attempt folder the worker cannot remove must not fail the attempt. */
+export async function removeAttemptFiles(dir: string): Promise<boolean> {
+  try {
+    await rm(dir, { recursive: true, force: true, maxRetries: 2 });
+    return true;
+  } catch {
+    // A task may chmod its folders to 0500; give them back their write bit and try once more.
+    await restoreWriteBits(dir).catch(() => {});
+    return rm(dir, { recursive: true, force: true }).then(() => true, () => false);
+  }
+}
+
+async function restoreWriteBits(dir: string): Promise<void> {
+  await chmod(dir, 0o700);
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) await restoreWriteBits(join(dir, entry.name)).catch(() => {});
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * Job submission and the public job, task and results objects (SPEC §6). Submission validates each body
+ * on its own (a batch answers per job), plans the tasks in core, and creates every job of a request in one
+ * store transaction. Jobs pin the revision active when they are submitted.
+ */
+import { createHash } from 'node:crypto';
+import { aggregateResults, jobProgress, type AggregateTask } from '../core/aggregate.js';
+import { AppError, isAppError } from '../core/errors.js';
+import { planJob } from '../core/job-plan.js';
+import type { AttemptRecord, JobRecord, Project, Revision, TaskCounts, TaskRecord } from '../core/model.js';
+import type { Static } from '@sinclair/typebox';
+import { validateSubmit, type JobObject, type ResultsObject, type TaskObject, type ValidSubmit } from '../protocol/jobs.js';
+import type { NewJob } from '../store/port.js';
+import type { Deps } from './deps.js';
+
+export type SubmitAnswer = { id: string; replayed: boolean } | { error: AppError };
+
+/** Stable hash of a request body (keys sorted), for idempotency: same key + same body = same job. */
+export function requestHash(body: unknown): string {
+  const canonical = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(canonical);
+    if (v && typeof v === 'object') {
+      return Object.fromEntries(Object.keys(v as object).sort().map((k) => [k, canonical((v as Record<string, unknown>)[k])]));
+    }
+    return v;
+  };
+  return createHash('sha256').update(JSON.stringify(canonical(body))).digest('hex');
+}
+
+export async function submitJobs(deps: Deps, accountId: string, bodies: unknown[], headerKey: string | null): Promise<SubmitAnswer[]> {
+  const answers: Array<SubmitAnswer | null> = [];
+  const jobs: NewJob[] = [];
+  const slots: number[] = [];
+  const projects = new Map<string, { project: Project; revision: Revision } | AppError>();
+  for (const body of bodies) {
+    try {
+      const job = await prepareJob(deps, accountId, body, headerKey, projects);
+      slots.push(answers.length);
+      answers.push(null);
+      jobs.push(job);
+    } catch (err) {
+      if (!isAppError(err)) throw err;
+      answers.push({ error: err });
+    }
+  }
+  const created = jobs.length > 0 ? await deps.store.createJobs(jobs) : [];
+  created.forEach((outcome, i) => {
+    answers[slots[i]!] = isAppError(outcome) ? { error: outcome } : { id: outcome.job_id, replayed: outcome.replayed };
+  });
+  return answers as SubmitAnswer[];
+}
+
+async function projectFor(deps: Deps, accountId: string, name: string, cache: Map<string, { project: Project; revision: Revision } | AppError>) {
+  let entry = cache.get(name);
+  if (!entry) {
+    const project = await deps.store.getProject(accountId, name);
+    const revision = project?.active_revision_id ? await deps.store.getRevision(project.active_revision_id) : null;
+    entry = !project ? new AppError('project_not_found', { name })
+      : !revision ? new AppError('project_not_pushed', { name })
+      : { project, revision };
+    cache.set(name, entry);
+  }
+  if (entry instanceof AppError) throw entry;
+  return entry;
+}
+
+async function prepareJob(deps: Deps, accountId: string, body: unknown, headerKey: string | null, cache: Map<string, { project: Project; revision: Revision } | AppError>): Promise<NewJob> {
+  const checked = validateSubmit(body);
+  if (!checked.ok) {
+    const first = checked.problems[0];
+    throw new AppError('validation_failed', { summary: first ? `${first.path || '(body)'} ${first.message}` : 'invalid job' }, { problems: checked.problems });
+  }
+  const spec: ValidSubmit = checked.value;
+  const { project, revision } = await projectFor(deps, accountId, spec.project, cache);
+  const manifest = revision.manifest as { entrypoint?: { command?: string[] } | null };
+  const plan = planJob(spec, { entrypoint: manifest.entrypoint?.command ?? null });
+  const key = spec.idempotency_key ?? headerKey;
+  return {
+    account_id: accountId, project_id: project.id, project: project.name, revision_id: revision.id,
+    content_hash: revision.content_hash, type: plan.type, priority: spec.priority, timeout_s: spec.timeout_s,
+    queue_timeout_s: spec.queue_timeout_s ?? null, max_attempts: spec.retries.max_attempts, backoff_s: spec.retries.backoff_s,
+    checkpoint: spec.checkpoint?.enabled === true, runner_command: plan.runnerCommand,
+    env: { ...project.env, ...(spec.env ?? {}) }, meta: spec.meta ?? null, variant: spec.variant ?? null,
+    profile: spec.profile, requirements: spec.requirements ?? {}, reduce: plan.reduce, objective: plan.objective,
+    spec: spec as unknown as Record<string, unknown>,
+    idempotency: key ? { key, request_hash: requestHash(body) } : null,
+    tasks_total: plan.tasksTotal,
+    tasks: plan.tasks.map((t) => ({
+      index: t.index, kind: t.kind, payload: t.payload, item: t.item, runner_command: t.runner_command,
+      meta: { ...(t.strategy !== undefined ? { strategy: t.strategy } : {}), ...(t.repeat !== undefined ? { repeat: t.repeat } : {}), ...(t.params !== undefined ? { params: t.params } : {}) },
+    })),
+  };
+}
+
+export function jobObject(job: JobRecord & { counts: TaskCounts }): Static<typeof JobObject> {
+  return <Static<typeof JobObject>>{
+    id: job.id, type: job.type, project: job.project, content_hash: job.content_hash, status: job.status,
+    status_reason: job.status_reason, error: job.error, recommended_action: job.recommended_action,
+    created_at: job.created_at, started_at: job.started_at, finished_at: job.finished_at, timeout_s: job.timeout_s,
+    tasks_total: job.tasks_total, tasks: job.counts, progress: jobProgress(job.counts, job.tasks_total),
+    meta: job.meta, variant: job.variant, runner_command: job.runner_command, profile: job.profile, priority: job.priority,
+  };
+}
+
+export function taskObject(task: TaskRecord & { attempts: AttemptRecord[] }): Static<typeof TaskObject> {
+  return <Static<typeof TaskObject>>{
+    id: task.id, index: task.index, status: task.status, status_reason: task.status_reason, attempt: task.attempt,
+    attempts: task.attempts, exit_code: task.exit_code, error: task.error, output: task.output,
+    latest_progress: task.latest_progress, live_feedback: { output_tail: task.output_tail }, item: task.item,
+    result: task.result, result_quality: task.result_quality, result_warnings: task.result_warnings,
+    started_at: task.started_at, finished_at: task.finished_at, duration_ms: task.duration_ms,
+    cold_start: task.cold_start, node: task.node, kind: task.kind as 'task' | 'map' | 'reduce',
+  };
+}
+
+export function resultsObject(job: JobRecord & { counts: TaskCounts }, rows: TaskRecord[]): Static<typeof ResultsObject> {
+  const tasks: AggregateTask[] = rows.map((t) => ({
+    index: t.index, item: t.item, status: t.status, result: t.result, result_quality: t.result_quality,
+    result_warnings: t.result_warnings, error: t.error, kind: t.kind, duration_ms: t.duration_ms,
+    ...(t.meta as { strategy?: string; repeat?: number; params?: Record<string, unknown> }),
+  }));
+  const c = job.counts;
+  const total = Math.max(job.tasks_total, rows.length);
+  const duration = job.started_at && job.finished_at ? (Date.parse(job.finished_at) - Date.parse(job.started_at)) / 1000 : null;
+  return <Static<typeof ResultsObject>>{
+    job_id: job.id, status: job.status, completeness: total === 0 ? 1 : c.completed / total,
+    summary: { tasks_total: job.tasks_total, completed: c.completed, failed: c.failed, cancelled: c.cancelled, duration_s: duration },
+    aggregate_result: aggregateResults(job.type as never, tasks, { ...job.spec, objective: job.objective } as never),
+    results: rows.map((t) => ({ index: t.index, item: t.item, status: t.status, result: t.result, result_quality: t.result_quality, result_warnings: t.result_warnings, error: t.error })),
+    meta: job.meta, variant: job.variant, result_persisted: true, output_persisted: true,
+  };
+}

@@ -1,0 +1,109 @@
+/**
+ * Creating jobs: one transaction per call, however many jobs (the batch route sends up to 1,000), with
+ * multi-row inserts so a 100,000-task fan-out is a few statements, not 100,000. Idempotency keys live in
+ * their own table: the same key with the same request within 24 h returns the first job; with another
+ * request, 409. Each job gets a `job.created` event in the same transaction.
+ */
+import { nowIso } from '../core/clock.js';
+import { AppError } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import type { Tx, TxContext } from './tx.js';
+
+export const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
+
+export interface NewTask { index: number; kind: string; payload: unknown; item: unknown; runner_command: string[] | null; meta: Record<string, unknown> }
+
+export interface NewJob {
+  account_id: string; project_id: string; project: string; revision_id: string; content_hash: string; type: string;
+  priority: number; timeout_s: number; queue_timeout_s: number | null; max_attempts: number; backoff_s: number;
+  checkpoint: boolean; runner_command: string[] | null; env: Record<string, string>; meta: unknown; variant: unknown;
+  profile: string; requirements: Record<string, unknown>; reduce: unknown; objective: unknown;
+  spec: Record<string, unknown>; idempotency: { key: string; request_hash: string } | null; tasks: NewTask[];
+  /** tasks.length, plus one for a map_reduce job's reduce task, created when the maps have ended. */
+  tasks_total: number;
+}
+
+export type CreateOutcome = { job_id: string; replayed: boolean };
+
+/** Rows per INSERT: SQLite allows 32,766 bound values; tasks have ~15 columns. */
+const CHUNK = 1_000;
+
+async function insertChunked<T extends Record<string, unknown>>(tx: Tx, table: 'tasks' | 'jobs', rows: T[]): Promise<void> {
+  for (let i = 0; i < rows.length; i += CHUNK) {
+    await tx.insertInto(table).values(rows.slice(i, i + CHUNK) as never).execute();
+  }
+}
+
+async function replayOf(tx: Tx, job: NewJob, now: string): Promise<CreateOutcome | null> {
+  if (!job.idempotency) return null;
+  const row = await tx.selectFrom('idempotency_keys').selectAll()
+    .where('account_id', '=', job.account_id).where('key', '=', job.idempotency.key).executeTakeFirst();
+  if (!row) return null;
+  if (Date.parse(now) - Date.parse(row.created_at) > IDEMPOTENCY_WINDOW_MS) {
+    await tx.deleteFrom('idempotency_keys').where('account_id', '=', job.account_id).where('key', '=', job.idempotency.key).execute();
+    return null;
+  }
+  if (row.request_hash !== job.idempotency.request_hash) {
+    throw new AppError('idempotency_conflict', { key: job.idempotency.key, job_id: row.job_id }, { job_id: row.job_id });
+  }
+  return { job_id: row.job_id, replayed: true };
+}
+
+/** Creates jobs in the caller's transaction; per-job errors (idempotency) are returned, not thrown. */
+export async function createJobsInTx(t: TxContext, jobs: NewJob[]): Promise<Array<CreateOutcome | AppError>> {
+  const now = nowIso();
+  const out: Array<CreateOutcome | AppError> = [];
+  const jobRows: Record<string, unknown>[] = [];
+  const taskRows: Record<string, unknown>[] = [];
+  for (const job of jobs) {
+    let replay: CreateOutcome | null;
+    try {
+      replay = await replayOf(t.tx, job, now);
+    } catch (err) {
+      if (err instanceof AppError) { out.push(err); continue; }
+      throw err;
+    }
+    if (replay) { out.push(replay); continue; }
+    const id = newId('job');
+    if (job.idempotency) {
+      await t.tx.insertInto('idempotency_keys').values({
+        account_id: job.account_id, key: job.idempotency.key, request_hash: job.idempotency.request_hash, job_id: id, created_at: now,
+      }).execute();
+    }
+    const deadline = job.queue_timeout_s ? new Date(Date.parse(now) + job.queue_timeout_s * 1000).toISOString() : null;
+    jobRows.push({
+      id, account_id: job.account_id, project_id: job.project_id, revision_id: job.revision_id,
+      content_hash: job.content_hash, type: job.type, status: 'queued',
+      status_reason: 'waiting for a worker', spec: JSON.stringify(job.spec), tasks_total: job.tasks_total,
+      created_at: now, started_at: null, finished_at: null, priority: job.priority, timeout_s: job.timeout_s,
+      queue_timeout_s: job.queue_timeout_s, max_attempts: job.max_attempts, backoff_s: job.backoff_s,
+      checkpoint: job.checkpoint ? 1 : 0, runner_command: job.runner_command ? JSON.stringify(job.runner_command) : null,
+      env: JSON.stringify(job.env), meta: JSON.stringify(job.meta ?? null), variant: JSON.stringify(job.variant ?? null),
+      profile: job.profile, requirements: JSON.stringify(job.requirements), error: null, recommended_action: null,
+      reduce: job.reduce ? JSON.stringify(job.reduce) : null, objective: job.objective ? JSON.stringify(job.objective) : null,
+      tasks_open: job.tasks_total, request_hash: job.idempotency?.request_hash ?? null,
+    });
+    for (const task of job.tasks) {
+      taskRows.push(taskRow(id, job, task, now, deadline));
+    }
+    t.emit({
+      type: 'job.created', accountId: job.account_id, projectId: job.project_id, jobId: id,
+      data: { job_id: id, project: job.project, type: job.type, tasks_total: job.tasks_total, content_hash: job.content_hash },
+    });
+    out.push({ job_id: id, replayed: false });
+  }
+  await insertChunked(t.tx, 'jobs', jobRows);
+  await insertChunked(t.tx, 'tasks', taskRows);
+  return out;
+}
+
+export function taskRow(jobId: string, job: Pick<NewJob, 'account_id' | 'project_id' | 'priority'>, task: NewTask, now: string, deadline: string | null) {
+  return {
+    id: newId('tsk'), job_id: jobId, project_id: job.project_id, idx: task.index, status: 'queued',
+    status_reason: 'waiting for a worker', created_at: now, started_at: null, finished_at: null,
+    account_id: job.account_id, kind: task.kind, priority: job.priority, payload: JSON.stringify(task.payload ?? {}),
+    item: JSON.stringify(task.item ?? null), runner_command: task.runner_command ? JSON.stringify(task.runner_command) : null,
+    attempt: 0, available_at: now, queue_deadline: deadline, meta: JSON.stringify(task.meta ?? {}),
+    cancel_requested: 0, output: '', output_tail: '', result_warnings: '[]',
+  };
+}

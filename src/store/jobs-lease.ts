@@ -1,0 +1,92 @@
+/**
+ * Leasing work to workers (SPEC §8). A lease is a token on the task row plus an expiry; every later report
+ * names the token, so a stale attempt can never complete a task. One transaction leases a whole batch:
+ * PostgreSQL locks the candidate rows with FOR UPDATE SKIP LOCKED so concurrent leasers never wait on
+ * each other; SQLite has one writer. The guarded UPDATE (status = 'queued') is the compare-and-set.
+ *
+ * Queue order: priority (high first), then when the task became available, then id (FIFO).
+ */
+import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
+import { addSeconds, nowIso } from '../core/clock.js';
+import type { LeasedTask } from '../core/model.js';
+import type { TxContext } from './tx.js';
+
+export const LEASE_SECONDS = 30;
+
+export interface LeaseRequest { workerId: string; node: string; profile: string; slots: number }
+
+export async function leaseInTx(t: TxContext, req: LeaseRequest): Promise<LeasedTask[]> {
+  if (req.slots <= 0) return [];
+  const now = nowIso();
+  let q = t.tx.selectFrom('tasks').innerJoin('jobs', 'jobs.id', 'tasks.job_id')
+    .select(['tasks.id'])
+    .where('tasks.status', '=', 'queued').where('tasks.available_at', '<=', now).where('jobs.profile', '=', req.profile)
+    .orderBy('tasks.priority', 'desc').orderBy('tasks.available_at').orderBy('tasks.id').limit(req.slots);
+  if (t.dialect === 'postgres') q = q.modifyEnd(sql`for update of tasks skip locked`);
+  const candidates = await q.execute();
+  if (candidates.length === 0) return [];
+
+  const token = randomBytes(16).toString('hex');
+  const reason = `preparing runtime on ${req.node}`;
+  const leased = await t.tx.updateTable('tasks')
+    .set((eb) => ({
+      status: 'preparing', attempt: eb('attempt', '+', 1), worker_id: req.workerId, lease_token: token,
+      lease_expires_at: addSeconds(now, LEASE_SECONDS), node: req.node, status_reason: reason,
+    }))
+    .where('id', 'in', candidates.map((c) => c.id)).where('status', '=', 'queued')
+    .returning(['id', 'job_id', 'project_id', 'account_id', 'idx', 'attempt', 'payload', 'runner_command', 'kind'])
+    .execute();
+  if (leased.length === 0) return [];
+
+  await t.tx.insertInto('attempts').values(leased.map((r) => ({
+    task_id: r.id, attempt: r.attempt, job_id: r.job_id, worker_id: req.workerId, node: req.node, status: 'preparing',
+    exit_code: null, error: null, started_at: null, finished_at: null,
+  }))).execute();
+
+  const jobIds = [...new Set(leased.map((r) => r.job_id))];
+  const jobs = await t.tx.selectFrom('jobs').innerJoin('projects', 'projects.id', 'jobs.project_id')
+    .select(['jobs.id', 'jobs.status', 'jobs.revision_id', 'jobs.content_hash', 'jobs.env', 'jobs.timeout_s',
+      'jobs.checkpoint', 'jobs.runner_command', 'jobs.tasks_total', 'projects.name as project'])
+    .where('jobs.id', 'in', jobIds).execute();
+  const started = await t.tx.updateTable('jobs').set({ status: 'running', started_at: now, status_reason: reason })
+    .where('id', 'in', jobIds).where('status', '=', 'queued').returning(['id', 'account_id', 'project_id']).execute();
+  for (const job of started) {
+    t.emit({ type: 'job.status', accountId: job.account_id, projectId: job.project_id, jobId: job.id, data: { job_id: job.id, status: 'running', status_reason: reason } });
+  }
+  const byId = new Map(jobs.map((j) => [j.id, j]));
+  return leased.map((r) => {
+    const job = byId.get(r.job_id)!;
+    t.emit({
+      type: 'task.status', accountId: r.account_id, projectId: r.project_id, jobId: r.job_id,
+      data: { job_id: r.job_id, task_id: r.id, index: r.idx, status: 'preparing', attempt: r.attempt, node: req.node },
+    });
+    return {
+      task_id: r.id, job_id: r.job_id, project_id: r.project_id, account_id: r.account_id, project: job.project,
+      revision_id: job.revision_id, content_hash: job.content_hash, index: r.idx, task_count: job.tasks_total,
+      attempt: r.attempt, lease_token: token, payload: JSON.parse(r.payload), kind: r.kind,
+      runner_command: r.runner_command ? JSON.parse(r.runner_command) : job.runner_command ? JSON.parse(job.runner_command) : null,
+      env: JSON.parse(job.env), timeout_s: job.timeout_s, checkpoint: job.checkpoint === 1,
+    };
+  });
+}
+
+export interface StartReport { task_id: string; attempt: number; lease_token: string; started_at: string; node: string }
+
+/** The user process started: preparing → running. Stale reports (another lease) change nothing. */
+export async function markStartedInTx(t: TxContext, reports: StartReport[]): Promise<void> {
+  for (const r of reports) {
+    const rows = await t.tx.updateTable('tasks')
+      .set({ status: 'running', started_at: r.started_at, status_reason: `running on ${r.node}` })
+      .where('id', '=', r.task_id).where('lease_token', '=', r.lease_token).where('status', '=', 'preparing')
+      .returning(['job_id', 'project_id', 'account_id', 'idx']).execute();
+    const row = rows[0];
+    if (!row) continue;
+    await t.tx.updateTable('attempts').set({ status: 'running', started_at: r.started_at })
+      .where('task_id', '=', r.task_id).where('attempt', '=', r.attempt).execute();
+    t.emit({
+      type: 'task.status', accountId: row.account_id, projectId: row.project_id, jobId: row.job_id,
+      data: { job_id: row.job_id, task_id: r.task_id, index: row.idx, status: 'running', attempt: r.attempt, node: r.node },
+    });
+  }
+}

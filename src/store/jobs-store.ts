@@ -1,0 +1,37 @@
+/** The job and worker verbs of the Store port, each one transaction (see the jobs-* modules for the rules). */
+import { addSeconds } from '../core/clock.js';
+import { LEASE_SECONDS, leaseInTx, markStartedInTx } from './jobs-lease.js';
+import { endAttemptsInTx, expireLeasesInTx } from './jobs-complete.js';
+import { cancelJobInTx, expireQueuedInTx, heartbeatInTx, liveUpdateInTx } from './jobs-control.js';
+import { createJobsInTx } from './jobs-create.js';
+import { jobReads } from './jobs-read.js';
+import type { Store } from './port.js';
+import { inTx, type StoreContext } from './tx.js';
+import { markSilentWorkersOfflineInTx, registerWorker, setRuntimeStateInTx, setWorkerStatusInTx } from './workers-store.js';
+
+type JobVerbs = Pick<Store,
+  | 'createJobs' | 'getJob' | 'listJobs' | 'listTasks' | 'resultRows' | 'cancelJob' | 'registerWorker'
+  | 'setWorkerStatus' | 'leaseTasks' | 'heartbeat' | 'applyWorkerReports' | 'setRuntimeState' | 'sweep'>;
+
+export function jobVerbs(ctx: StoreContext): JobVerbs {
+  return {
+    ...jobReads(ctx),
+    createJobs: (jobs) => inTx(ctx, (t) => createJobsInTx(t, jobs)),
+    cancelJob: (jobId, reason) => inTx(ctx, (t) => cancelJobInTx(t, jobId, reason)),
+    registerWorker: (info) => registerWorker(ctx, info),
+    setWorkerStatus: (workerId, status) => inTx(ctx, (t) => setWorkerStatusInTx(t, workerId, status)),
+    leaseTasks: (req) => inTx(ctx, (t) => leaseInTx(t, req)),
+    heartbeat: (workerId, held) => inTx(ctx, (t) => heartbeatInTx(t, workerId, held)),
+    applyWorkerReports: (reports) => inTx(ctx, async (t) => {
+      await markStartedInTx(t, reports.started);
+      await liveUpdateInTx(t, reports.live);
+      return endAttemptsInTx(t, reports.ended);
+    }),
+    setRuntimeState: (update, node) => inTx(ctx, (t) => setRuntimeStateInTx(t, update, node)),
+    sweep: (now) => inTx(ctx, async (t) => ({
+      expired: await expireLeasesInTx(t, now),
+      queue_timeouts: await expireQueuedInTx(t, now),
+      offline: await markSilentWorkersOfflineInTx(t, addSeconds(now, -LEASE_SECONDS)),
+    })),
+  };
+}

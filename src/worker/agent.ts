@@ -1,0 +1,222 @@
+/**
+ * The worker agent (SPEC §8): lease → prepare runtime → run → heartbeat → report.
+ *
+ *   wake (new work / poll) ─▶ lease(free slots) ─▶ for each task: prepare (cached per content hash)
+ *        ▲                                          └▶ run ─▶ outcome ─▶ report (batched) ─▶ slot free ─┐
+ *        └──────────────────────────────────────────────────────────────────────────────────────────────┘
+ *
+ * Invariants: never more attempts than slots; every report carries the lease token; started / live /
+ * ended reports are batched into one store transaction per flush, so throughput is not one transaction
+ * per event; a heartbeat every 10 s renews all leases and brings cancellations; on stop, running attempts
+ * are stopped and handed back without spending an attempt.
+ */
+import { join } from 'node:path';
+import type { LeasedTask, Worker } from '../core/model.js';
+import type { AttemptReport } from '../core/model.js';
+import type { Prepared, Runtime, RunningAttempt } from '../runtime/port.js';
+import type { LiveUpdate, StartReport } from '../store/port.js';
+import { attemptReport } from './attempt-report.js';
+import type { WorkerClient } from './client.js';
+import { OutputSink } from './output-sink.js';
+import { RuntimeCache } from './runtime-cache.js';
+
+export interface AgentOptions {
+  slots: number;
+  profile: string;
+  workDir: string;
+  embedded: boolean;
+  tokenId?: string | null;
+  heartbeatMs?: number;
+  pollMs?: number;
+  liveMs?: number;
+  log?: { warn(obj: unknown, msg?: string): void };
+}
+
+interface Running { task: LeasedTask; attempt: RunningAttempt | null; sink: OutputSink | null; handBack: boolean; liveDirty: boolean; progress?: { progress: number; message?: string } }
+
+export class WorkerAgent {
+  worker: Worker | null = null;
+  private readonly running = new Map<string, Running>();
+  private readonly runtimes: RuntimeCache;
+  private pending = { started: [] as StartReport[], live: [] as LiveUpdate[], ended: [] as AttemptReport[] };
+  private leasing = false;
+  private leaseAgain = false;
+  private flushing: Promise<void> | null = null;
+  private stopping = false;
+  private timers: NodeJS.Timeout[] = [];
+  private unsubscribe: (() => void) | null = null;
+  private idle: Array<() => void> = [];
+
+  constructor(private readonly client: WorkerClient, private readonly runtime: Runtime, private readonly opts: AgentOptions) {
+    this.runtimes = new RuntimeCache(client, runtime, opts.workDir);
+  }
+
+  async start(): Promise<Worker> {
+    this.worker = await this.client.register({
+      embedded: this.opts.embedded, profile: this.opts.profile, slots: this.opts.slots, token_id: this.opts.tokenId ?? null,
+      resources: { slots: this.opts.slots }, runtime: { kind: this.runtime.kind },
+    });
+    this.runtimes.worker = this.worker;
+    this.unsubscribe = this.client.onWork(() => this.pump());
+    this.timers.push(setInterval(() => this.pump(), this.opts.pollMs ?? 500));
+    this.timers.push(setInterval(() => void this.beat(), this.opts.heartbeatMs ?? 10_000));
+    this.timers.push(setInterval(() => this.collectLive(), this.opts.liveMs ?? 250));
+    for (const t of this.timers) t.unref();
+    this.pump();
+    return this.worker;
+  }
+
+  /** Leases as many tasks as there are free slots; overlapping calls coalesce into one more round. */
+  pump(): void {
+    if (this.stopping || !this.worker) return;
+    if (this.leasing) {
+      this.leaseAgain = true;
+      return;
+    }
+    const free = this.opts.slots - this.running.size;
+    if (free <= 0) return;
+    this.leasing = true;
+    this.client.lease({ workerId: this.worker.id, node: this.worker.node, profile: this.opts.profile, slots: free })
+      .then((tasks) => {
+        for (const task of tasks) this.begin(task);
+      })
+      .catch((err) => this.opts.log?.warn({ err }, 'lease failed; will retry'))
+      .finally(() => {
+        this.leasing = false;
+        if (this.leaseAgain) {
+          this.leaseAgain = false;
+          this.pump();
+        }
+      });
+  }
+
+  private begin(task: LeasedTask): void {
+    const entry: Running = { task, attempt: null, sink: null, handBack: false, liveDirty: false };
+    this.running.set(task.task_id, entry);
+    void this.execute(entry).catch((err) => this.opts.log?.warn({ err }, 'attempt bookkeeping failed')).finally(() => {
+      this.running.delete(task.task_id);
+      if (this.running.size === 0) for (const resolve of this.idle.splice(0)) resolve();
+      this.pump();
+    });
+  }
+
+  private async execute(entry: Running): Promise<void> {
+    const { task } = entry;
+    const worker = this.worker!;
+    let prepared: Prepared;
+    try {
+      prepared = await this.runtimes.prepare(task);
+    } catch (err) {
+      this.end(this.preparationFailed(task, err));
+      return;
+    }
+    if (entry.handBack) return this.end(this.notRun(task, 'handed_back', null));
+    const checkpointDir = task.checkpoint ? await this.client.checkpointDir(task.task_id) : null;
+    const sink = await OutputSink.open(join(this.opts.workDir, 'outputs', `${task.task_id}.${task.attempt}.log`));
+    entry.sink = sink;
+    let startedAt: string | null = null;
+    const attempt = this.runtime.run({
+      prepared, runnerCommand: task.runner_command ?? [], payload: task.payload, env: task.env, timeoutS: task.timeout_s,
+      checkpointDir,
+      ids: { jobId: task.job_id, taskId: task.task_id, taskIndex: task.index, taskCount: task.task_count, attempt: task.attempt, project: task.project, contentHash: task.content_hash },
+      onOutput: (chunk) => { sink.write(chunk); entry.liveDirty = true; },
+      onProgress: (progress) => { entry.progress = progress; entry.liveDirty = true; },
+      onStart: () => {
+        startedAt = new Date().toISOString();
+        this.pending.started.push({ task_id: task.task_id, attempt: task.attempt, lease_token: task.lease_token, started_at: startedAt, node: worker.node });
+        this.flush();
+      },
+    });
+    entry.attempt = attempt;
+    const outcome = await attempt.outcome;
+    await sink.close();
+    await this.client.keepOutput(task.job_id, task.task_id, task.attempt, sink.path);
+    this.end(attemptReport({
+      task_id: task.task_id, attempt: task.attempt, lease_token: task.lease_token, timeout_s: task.timeout_s,
+      handBack: entry.handBack, outcome, output: sink.output(), output_tail: sink.outputTail(), started_at: startedAt,
+      cold_start: prepared.cold ? prepared.timings : null,
+    }));
+  }
+
+  private preparationFailed(task: LeasedTask, err: unknown): AttemptReport {
+    const e = err as { code?: string; message?: string; phase?: string };
+    const message = `Preparing the runtime failed${e.phase ? ` at ${e.phase}` : ''}: ${e.message ?? String(err)}`;
+    return this.notRun(task, 'failed', { code: e.code ?? 'runtime_prepare_failed', message });
+  }
+
+  private notRun(task: LeasedTask, outcome: AttemptReport['outcome'], error: AttemptReport['error']): AttemptReport {
+    return {
+      task_id: task.task_id, attempt: task.attempt, lease_token: task.lease_token, exit_code: null, outcome, error,
+      output: '', output_tail: '', result: null, result_quality: null, result_warnings: [], duration_ms: 0,
+      started_at: null, finished_at: new Date().toISOString(), cold_start: null,
+    };
+  }
+
+  private end(report: AttemptReport): void {
+    this.pending.ended.push(report);
+    this.flush();
+  }
+
+  private collectLive(): void {
+    for (const entry of this.running.values()) {
+      if (!entry.liveDirty || !entry.sink) continue;
+      entry.liveDirty = false;
+      this.pending.live.push({
+        task_id: entry.task.task_id, lease_token: entry.task.lease_token,
+        output_tail: entry.sink.outputTail(), ...(entry.progress ? { progress: entry.progress } : {}),
+      });
+    }
+    if (this.pending.live.length > 0) this.flush();
+  }
+
+  /** Sends everything pending in one report; one flush at a time, the next picks up what came meanwhile. */
+  flush(): Promise<void> {
+    if (this.flushing) return this.flushing.then(() => this.flush());
+    const batch = this.pending;
+    if (batch.started.length + batch.live.length + batch.ended.length === 0) return Promise.resolve();
+    this.pending = { started: [], live: [], ended: [] };
+    this.flushing = this.client.report(batch)
+      .then(() => undefined, (err) => {
+        this.opts.log?.warn({ err }, 'report failed; retrying');
+        this.pending.started.unshift(...batch.started);
+        this.pending.ended.unshift(...batch.ended);
+      })
+      .finally(() => {
+        this.flushing = null;
+        if (this.pending.ended.length + this.pending.started.length > 0) setTimeout(() => void this.flush(), 50).unref();
+      });
+    return this.flushing;
+  }
+
+  private async beat(): Promise<void> {
+    if (!this.worker) return;
+    const held = [...this.running.values()].map((r) => ({ task_id: r.task.task_id, lease_token: r.task.lease_token }));
+    try {
+      const { cancel, lost } = await this.client.heartbeat(this.worker.id, held);
+      for (const id of [...cancel, ...lost]) this.running.get(id)?.attempt?.cancel();
+    } catch (err) {
+      this.opts.log?.warn({ err }, 'heartbeat failed');
+    }
+  }
+
+  /** Heartbeats now if anything runs: a cancel reaches the attempt at once instead of within 10 s. */
+  beatSoon(): void {
+    if (this.running.size > 0) void this.beat();
+  }
+
+  /** Stops leasing, hands running attempts back, flushes, and goes offline. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.unsubscribe?.();
+    for (const t of this.timers) clearInterval(t);
+    const idle = this.running.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => this.idle.push(resolve));
+    for (const entry of this.running.values()) {
+      entry.handBack = true;
+      entry.attempt?.cancel();
+    }
+    await idle;
+    await this.flush();
+    if (this.worker) await this.client.setStatus(this.worker.id, 'offline').catch(() => undefined);
+  }
+}

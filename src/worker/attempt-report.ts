@@ -1,0 +1,39 @@
+/**
+ * Turns what the runtime saw of an attempt into the report the server applies (SPEC §6, §7): which way it
+ * ended, its error, its result and result quality. Pure.
+ */
+import type { AttemptReport } from '../core/model.js';
+import { extractResult } from '../core/result-rules.js';
+import type { AttemptOutcome, ColdStartTimings } from '../runtime/port.js';
+
+export interface AttemptFacts {
+  task_id: string; attempt: number; lease_token: string; timeout_s: number; handBack: boolean;
+  outcome: AttemptOutcome; output: string; output_tail: string; started_at: string | null;
+  cold_start: ColdStartTimings | null;
+}
+
+export function attemptReport(f: AttemptFacts): AttemptReport {
+  const o = f.outcome;
+  const extracted = extractResult({
+    resultFileText: o.resultFileText, resultFileBytes: o.resultFileBytes, stdoutTail: o.stdoutTail, exitCode: o.exitCode,
+  });
+  let outcome: AttemptReport['outcome'];
+  let error: AttemptReport['error'] = o.error ?? extracted.error ?? null;
+  if (f.handBack) outcome = 'handed_back';
+  else if (o.cancelled) {
+    outcome = 'cancelled';
+    error = { code: 'cancelled', message: 'The task was cancelled; its process tree was stopped.' };
+  } else if (o.timedOut) {
+    outcome = 'timed_out';
+    error = { code: 'timeout', message: `The attempt passed timeout_s (${f.timeout_s} s); its process tree was stopped.` };
+  } else if (o.error || extracted.error?.code === 'result_too_large') outcome = 'failed';
+  else if (extracted.success) outcome = 'succeeded';
+  else outcome = 'failed';
+  if (outcome === 'succeeded') error = null;
+  return {
+    task_id: f.task_id, attempt: f.attempt, lease_token: f.lease_token, exit_code: o.exitCode, outcome, error,
+    output: f.output, output_tail: f.output_tail, result: extracted.result, result_quality: extracted.result_quality,
+    result_warnings: extracted.result_warnings, duration_ms: Math.round(o.durationMs), started_at: f.started_at,
+    finished_at: new Date().toISOString(), cold_start: f.cold_start,
+  };
+}

@@ -1,0 +1,65 @@
+/**
+ * Captures one attempt's stdout+stderr (SPEC §7): the whole stream to a file up to 64 MiB (then a marker),
+ * the last 10 KB for the task's `output`, the last 4 KB for `live_feedback.output_tail`. Memory stays
+ * O(10 KB) whatever the task prints; the file is written with backpressure-free appends in order.
+ */
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { once } from 'node:events';
+import { TailBuffer } from '../runtime/output-capture.js';
+
+export const OUTPUT_FILE_CAP = 64 * 1024 * 1024;
+export const OUTPUT_KEEP = 10 * 1024;
+export const OUTPUT_TAIL = 4 * 1024;
+
+export class OutputSink {
+  private file: WriteStream | null = null;
+  private written = 0;
+  private truncated = false;
+  private readonly tail = new TailBuffer(OUTPUT_KEEP);
+  changed = false;
+
+  private constructor(readonly path: string) {}
+
+  static async open(path: string): Promise<OutputSink> {
+    await mkdir(dirname(path), { recursive: true });
+    const sink = new OutputSink(path);
+    sink.file = createWriteStream(path, { flags: 'w', mode: 0o600 });
+    return sink;
+  }
+
+  write(chunk: Buffer): void {
+    this.tail.push(chunk);
+    this.changed = true;
+    if (!this.file || this.truncated) return;
+    const room = OUTPUT_FILE_CAP - this.written;
+    if (chunk.length <= room) {
+      this.file.write(chunk);
+      this.written += chunk.length;
+      return;
+    }
+    if (room > 0) this.file.write(chunk.subarray(0, room));
+    this.file.write(`\n[computalot: output cut at ${OUTPUT_FILE_CAP / 1024 / 1024} MiB]\n`);
+    this.truncated = true;
+  }
+
+  /** The last 10 KB (task `output`). */
+  output(): string {
+    return this.tail.text();
+  }
+
+  /** The last 4 KB (`live_feedback.output_tail`). */
+  outputTail(): string {
+    const text = this.tail.text();
+    return text.length > OUTPUT_TAIL ? text.slice(text.length - OUTPUT_TAIL) : text;
+  }
+
+  async close(): Promise<void> {
+    if (!this.file) return;
+    const file = this.file;
+    this.file = null;
+    file.end();
+    await once(file, 'close');
+  }
+}
