@@ -13,6 +13,7 @@ export interface Config {
   localWorkers: number;
   workerSlots: number;
   heartbeatMs: number;
+  leaseSeconds: number;
   runtime: 'auto' | 'oci' | 'process';
   adminToken: string | null;
   allowRunc: boolean;
@@ -60,6 +61,7 @@ export function loadConfig(env: Env = process.env): Config {
     localWorkers: int(env, 'COMPUTALOT_LOCAL_WORKERS', 1),
     workerSlots: int(env, 'COMPUTALOT_WORKER_SLOTS', availableParallelism(), 1),
     heartbeatMs: int(env, 'COMPUTALOT_HEARTBEAT_MS', 10_000, 100),
+    leaseSeconds: int(env, 'COMPUTALOT_LEASE_S', 30, 1),
     runtime: oneOf(env, 'COMPUTALOT_RUNTIME', ['auto', 'oci', 'process'] as const, 'auto'),
     adminToken: env.COMPUTALOT_ADMIN_TOKEN || null,
     allowRunc: env.COMPUTALOT_ALLOW_RUNC === '1',

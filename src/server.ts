@@ -25,7 +25,7 @@ export interface RunningServer {
 
 export async function startServer(config: Config, opts: { logger?: boolean | object } = {}): Promise<RunningServer> {
   await mkdir(config.dataDir, { recursive: true });
-  const store = await openStore({ databaseUrl: config.databaseUrl, sqlitePath: join(config.dataDir, 'computalot.db') });
+  const store = await openStore({ databaseUrl: config.databaseUrl, sqlitePath: join(config.dataDir, 'computalot.db'), leaseSeconds: config.leaseSeconds });
   const blobs = new BlobStore(config.dataDir);
   await blobs.init();
   const runtime = await detectRuntime(config.runtime);

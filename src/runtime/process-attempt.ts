@@ -112,6 +112,9 @@ export class ProcessAttempt implements RunningAttempt {
       const protocol = protocolVars({ ...paths, checkpoint: input.checkpointDir }, input.ids);
       const env = taskEnv(this.options.hostEnv, input.prepared.manifestEnv, input.env, protocol);
       return await this.supervise(command, env, paths.result, paths.progress);
+    } catch (error) {
+      this.group?.signal('SIGKILL'); // a bug past the spawn must not leave the task running unsupervised
+      throw error;
     } finally {
       await removeAttemptFiles(paths.dir);
     }
@@ -123,7 +126,7 @@ export class ProcessAttempt implements RunningAttempt {
     let child: ChildProcess;
     try {
       // detached: setsid() in the child, so the whole tree shares one process group we can signal.
-      child = spawn(command[0]!, command.slice(1), { cwd, env, detached: false, stdio: ['ignore', 'pipe', 'pipe'] });
+      child = spawn(command[0]!, command.slice(1), { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (error) {
       return failed('runner_spawn_failed', `Could not start ${JSON.stringify(command[0])} in ${cwd}: ${(error as Error).message}`);
     }
@@ -151,6 +154,7 @@ export class ProcessAttempt implements RunningAttempt {
       child.stderr!.destroy();
       return this.spawnFailure(spawnError, command[0]!, cwd, env.PATH ?? '');
     }
+    child.on('error', () => {}); // later errors (none expected: we never child.kill) must not crash the worker
     const startedAt = performance.now();
     this.group = new ProcessGroup(child.pid!);
     safely(input.onStart);
@@ -164,7 +168,7 @@ export class ProcessAttempt implements RunningAttempt {
 
     const { code, signal } = await exit;
     this.exited = true;
-    const durationMs = performance.now() - startedAt;
+    const durationMs = Math.round(performance.now() - startedAt);
     if (timeoutTimer) clearTimeout(timeoutTimer);
     if (this.reason === null) {
       this.group.signal('SIGKILL');

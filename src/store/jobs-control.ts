@@ -5,7 +5,6 @@
  */
 import { addSeconds, nowIso } from '../core/clock.js';
 import { finishJobIfDone } from './jobs-finish.js';
-import { LEASE_SECONDS } from './jobs-lease.js';
 import type { TxContext } from './tx.js';
 
 const LIVE = ['preparing', 'running'];
@@ -47,7 +46,7 @@ export interface HeldLease { task_id: string; lease_token: string }
 export async function heartbeatInTx(t: TxContext, workerId: string, held: HeldLease[]): Promise<{ cancel: string[]; lost: string[] }> {
   const now = nowIso();
   await t.tx.updateTable('workers').set({ last_seen_at: now }).where('id', '=', workerId).execute();
-  await t.tx.updateTable('tasks').set({ lease_expires_at: addSeconds(now, LEASE_SECONDS) })
+  await t.tx.updateTable('tasks').set({ lease_expires_at: addSeconds(now, t.leaseSeconds) })
     .where('worker_id', '=', workerId).where('status', 'in', LIVE).execute();
   if (held.length === 0) return { cancel: [], lost: [] };
   const rows = await t.tx.selectFrom('tasks').select(['id', 'lease_token', 'status', 'cancel_requested'])

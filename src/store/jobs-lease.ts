@@ -12,8 +12,6 @@ import { addSeconds, nowIso } from '../core/clock.js';
 import type { LeasedTask } from '../core/model.js';
 import type { TxContext } from './tx.js';
 
-export const LEASE_SECONDS = 30;
-
 export interface LeaseRequest { workerId: string; node: string; profile: string; slots: number }
 
 export async function leaseInTx(t: TxContext, req: LeaseRequest): Promise<LeasedTask[]> {
@@ -32,7 +30,7 @@ export async function leaseInTx(t: TxContext, req: LeaseRequest): Promise<Leased
   const leased = await t.tx.updateTable('tasks')
     .set((eb) => ({
       status: 'preparing', attempt: eb('attempt', '+', 1), worker_id: req.workerId, lease_token: token,
-      lease_expires_at: addSeconds(now, LEASE_SECONDS), node: req.node, status_reason: reason,
+      lease_expires_at: addSeconds(now, t.leaseSeconds), node: req.node, status_reason: reason,
     }))
     .where('id', 'in', candidates.map((c) => c.id)).where('status', '=', 'queued')
     .returning(['id', 'job_id', 'project_id', 'account_id', 'idx', 'attempt', 'payload', 'runner_command', 'kind'])

@@ -1,6 +1,6 @@
 /** The job and worker verbs of the Store port, each one transaction (see the jobs-* modules for the rules). */
 import { addSeconds } from '../core/clock.js';
-import { LEASE_SECONDS, leaseInTx, markStartedInTx } from './jobs-lease.js';
+import { leaseInTx, markStartedInTx } from './jobs-lease.js';
 import { endAttemptsInTx, expireLeasesInTx } from './jobs-complete.js';
 import { cancelJobInTx, expireQueuedInTx, heartbeatInTx, liveUpdateInTx } from './jobs-control.js';
 import { createJobsInTx } from './jobs-create.js';
@@ -31,7 +31,7 @@ export function jobVerbs(ctx: StoreContext): JobVerbs {
     sweep: (now) => inTx(ctx, async (t) => ({
       expired: await expireLeasesInTx(t, now),
       queue_timeouts: await expireQueuedInTx(t, now),
-      offline: await markSilentWorkersOfflineInTx(t, addSeconds(now, -LEASE_SECONDS)),
+      offline: await markSilentWorkersOfflineInTx(t, addSeconds(now, -t.leaseSeconds)),
     })),
   };
 }

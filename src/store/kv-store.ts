@@ -115,7 +115,7 @@ async function putOnce(t: TxContext, input: Parameters<Store['kvPut']>[0]): Prom
       if (Number(gone.numDeletedRows) > 0) kvEvent(t, project, 'kv.deleted', { key, reason: 'expired' });
     }
     // New keys of one project are counted and inserted one at a time, so concurrent creates cannot pass the
-    // key limit together (the two-key advisory lock space does not overlap the event lock's one-key space).
+    // key limit together (a two-key advisory lock: its key space does not overlap one-key advisory locks).
     if (t.dialect === 'postgres') await sql`select pg_advisory_xact_lock(${KV_COUNT_LOCK}, hashtext(${project.id}))`.execute(t.tx);
     const count = await t.tx.selectFrom('kv').select((eb) => eb.fn.countAll<number>().as('n'))
       .where('project_id', '=', project.id)

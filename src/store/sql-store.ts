@@ -11,10 +11,10 @@ import { readinessVerbs } from './readiness-store.js';
 import { revisionVerbs } from './revisions-store.js';
 import type { StoreContext } from './tx.js';
 
-export async function openStore(opts: { databaseUrl?: string | null; sqlitePath: string }): Promise<Store> {
+export async function openStore(opts: { databaseUrl?: string | null; sqlitePath: string; leaseSeconds?: number }): Promise<Store> {
   const conn = await connect(opts);
   const feed = new EventFeed(conn);
-  const ctx: StoreContext = { conn, feed };
+  const ctx: StoreContext = { conn, feed, leaseSeconds: opts.leaseSeconds ?? 30 };
   const events = eventVerbs(ctx);
   await feed.start(await events.eventsPrunedThrough(), conn.pool);
   return {

@@ -24,7 +24,7 @@ export type Tx = Transaction<Database>;
 
 export class TxContext {
   readonly events: EventInput[] = [];
-  constructor(readonly tx: Tx, readonly dialect: Connection['dialect']) {}
+  constructor(readonly tx: Tx, readonly dialect: Connection['dialect'], readonly leaseSeconds: number) {}
   emit(event: EventInput): void {
     this.events.push(event);
   }
@@ -33,12 +33,14 @@ export class TxContext {
 export interface StoreContext {
   conn: Connection;
   feed: EventFeed;
+  /** How long a worker's lease lasts without a heartbeat (SPEC §8: 30 s). */
+  leaseSeconds: number;
 }
 
 export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T>): Promise<T> {
   let lastId = 0;
   const value = await ctx.conn.db.transaction().execute(async (tx) => {
-    const t = new TxContext(tx, ctx.conn.dialect);
+    const t = new TxContext(tx, ctx.conn.dialect, ctx.leaseSeconds);
     const result = await fn(t);
     if (t.events.length > 0) lastId = await appendEvents(t);
     return result;

@@ -357,8 +357,17 @@ describe('process runtime: prepare and discard', { skip }, () => {
     const dir = join(scratch, 'discard');
     const own = await runtime.prepare(prepareInput(hashOf('discard'), dir));
     const checkpointDir = join(scratch, 'handshake-discard');
-    const run = start({ prepared: own, checkpointDir, timeoutS: 30, runnerCommand: ['sh', '-c', 'echo up; while [ ! -e "$COMPUTALOT_CHECKPOINT_DIR/go" ]; do sleep 0.01; done; cat lib/data.txt'] });
-    while (!text(run.seen).includes('up')) await new Promise((resolve) => setTimeout(resolve, 10));
+    let up: () => void;
+    const isUp = new Promise<void>((resolve) => (up = resolve));
+    const run = start({
+      prepared: own, checkpointDir, timeoutS: 30,
+      runnerCommand: ['sh', '-c', 'echo up; while [ ! -e "$COMPUTALOT_CHECKPOINT_DIR/go" ]; do sleep 0.01; done; cat lib/data.txt'],
+      onOutput: (chunk, stream) => {
+        run.seen.output.push([stream, chunk.toString()]);
+        if (text(run.seen).includes('up')) up();
+      },
+    });
+    await Promise.race([isUp, run.attempt.outcome]);
     await runtime.discard(own);
     assert.equal(existsSync(own.workdir), false, 'the tree is moved aside at once');
     const refused = await start({ prepared: own, runnerCommand: ['true'] }).done();
