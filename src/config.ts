@@ -60,8 +60,9 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl: env.DATABASE_URL || null,
     localWorkers: int(env, 'COMPUTALOT_LOCAL_WORKERS', 1),
     workerSlots: int(env, 'COMPUTALOT_WORKER_SLOTS', availableParallelism(), 1),
-    heartbeatMs: int(env, 'COMPUTALOT_HEARTBEAT_MS', 10_000, 100),
     leaseSeconds: int(env, 'COMPUTALOT_LEASE_S', 30, 1),
+    // Three heartbeats per lease (SPEC §8: 30 s leases, 10 s heartbeats), however the lease is set.
+    heartbeatMs: int(env, 'COMPUTALOT_HEARTBEAT_MS', Math.min(10_000, Math.floor((int(env, 'COMPUTALOT_LEASE_S', 30, 1) * 1000) / 3)), 100),
     runtime: oneOf(env, 'COMPUTALOT_RUNTIME', ['auto', 'oci', 'process'] as const, 'auto'),
     adminToken: env.COMPUTALOT_ADMIN_TOKEN || null,
     allowRunc: env.COMPUTALOT_ALLOW_RUNC === '1',

@@ -77,7 +77,7 @@ export async function expireLeasesInTx(t: TxContext, now: string): Promise<numbe
     .where('status', 'in', LIVE).where('lease_expires_at', '<', now).limit(1000).execute();
   const reports: AttemptReport[] = expired.map((task) => ({
     task_id: task.id, attempt: task.attempt, lease_token: task.lease_token ?? '', exit_code: null,
-    outcome: 'worker_lost', error: { code: 'worker_lost', message: 'The worker stopped renewing its lease (30 s); the attempt was abandoned.' },
+    outcome: 'worker_lost', error: { code: 'worker_lost', message: `The worker stopped renewing its lease (${t.leaseSeconds} s); the attempt was abandoned.` },
     output: '', output_tail: '', result: null, result_quality: null, result_warnings: [], duration_ms: 0,
     started_at: task.started_at, finished_at: now, cold_start: null,
   }));

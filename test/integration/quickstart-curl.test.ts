@@ -34,7 +34,7 @@ describe('README walk-through with curl against npm start', () => {
     await cp(join(ROOT, 'examples/hello-python'), workDir, { recursive: true });
     db = await testDatabase();
     server = await spawnServer({
-      COMPUTALOT_DATA_DIR: dataDir, COMPUTALOT_ADMIN_TOKEN: ADMIN_TOKEN, COMPUTALOT_RUNTIME: 'process',
+      COMPUTALOT_DATA_DIR: dataDir, COMPUTALOT_ADMIN_TOKEN: ADMIN_TOKEN, COMPUTALOT_RUNTIME: 'process', COMPUTALOT_LOCAL_WORKERS: '1',
       ...(db.url ? { DATABASE_URL: db.url } : {}),
     });
   });
@@ -45,14 +45,14 @@ describe('README walk-through with curl against npm start', () => {
     await rm(workDir, { recursive: true, force: true });
   });
 
-  it('creates, pushes, reads status, inits and round-trips KV exactly as written', async () => {
+  it('creates, pushes, submits a job, inits, reads status and round-trips KV exactly as written', async () => {
     const script = await walkthrough();
     const { stdout } = await run('bash', ['-euo', 'pipefail', '-c', script], {
       cwd: workDir, env: { ...process.env, BASE_URL: server.url, TOKEN: ADMIN_TOKEN },
     });
     // Each curl prints one JSON document; they follow one another on stdout.
     const docs = stdout.replace(/}\s*{/g, '}\n{').split('\n').filter(Boolean).map((line) => JSON.parse(line));
-    const [created, pushed, status, init, kvPut, kvGet] = docs;
+    const [created, pushed, job, init, status, kvPut, kvGet] = docs;
     assert.equal(created.name, 'my-project');
     assert.equal(created.remote_dir, '/root/my-project');
     assert.match(pushed.content_hash, /^sha256:[0-9a-f]{64}$/);
@@ -60,11 +60,29 @@ describe('README walk-through with curl against npm start', () => {
     assert.equal(pushed.published, true);
     assert.equal(pushed.unchanged, false);
     assert.equal(pushed.file_count, 3);
+    assert.match(job.id, /^job_/);
+    assert.equal(job.type, 'structured_runner');
+    assert.equal(job.project, 'my-project');
+    assert.equal(job.content_hash, pushed.content_hash);
+    assert.equal(typeof init.targeted_workers, 'number');
     assert.equal(status.can_accept_new_jobs, true);
-    assert.equal(status.ready_for_jobs, false);
-    assert.equal(init.targeted_workers, 0);
+    assert.equal(typeof status.ready_for_jobs, 'boolean');
     assert.equal(kvPut.version, 1);
     assert.deepEqual(kvGet, { score: 0.93, by: 'run-7' });
+
+    // Poll the job with curl until it completes, then read what script.py made of its payload.
+    const curlJson = async (path: string) => JSON.parse((await run('curl', ['-sS', `${server.url}${path}`, '-H', `Authorization: Bearer ${ADMIN_TOKEN}`])).stdout);
+    let polled = await curlJson(`/api/v1/jobs/${job.id}`);
+    for (let i = 0; i < 600 && !['completed', 'failed', 'partial', 'cancelled'].includes(polled.status); i += 1) {
+      await new Promise((r) => setTimeout(r, 100));
+      polled = await curlJson(`/api/v1/jobs/${job.id}`);
+    }
+    assert.equal(polled.status, 'completed');
+    const results = await curlJson(`/api/v1/results/${job.id}`);
+    assert.deepEqual(results.aggregate_result, { echo: { test: true }, message: 'hello from computalot' });
+    assert.equal(results.results[0].result_quality, 1);
+    const ready = await curlJson('/api/v1/projects/my-project/status');
+    assert.equal(ready.ready_for_jobs, true, 'the worker that ran the revision is warm for it');
 
     const project = await call(server.url, 'GET', '/api/v1/projects/my-project');
     assert.equal(project.body.content_hash, pushed.content_hash);

@@ -1,0 +1,95 @@
+/**
+ * Job lifecycles that cross processes and streams: a worker killed mid-task (its lease expires, the task
+ * is retried on another worker and completes once), the job stream from job.created to job.completed,
+ * cancel-queued and project delete acting on real jobs.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { testDatabase } from '../helpers/db.js';
+import { call, makeAccount, type TestAccount } from '../helpers/http.js';
+import { pushFixture, submit, tasks, waitJob } from '../helpers/jobs.js';
+import { ADMIN_TOKEN, spawnServer, startTestServer, type TestServer } from '../helpers/server.js';
+import { readStream } from '../helpers/sse.js';
+
+describe('a worker killed mid-task', () => {
+  it('loses its lease; the task is retried on another worker and completes once', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'computalot-kill-'));
+    const db = await testDatabase();
+    const env = {
+      COMPUTALOT_DATA_DIR: dataDir, COMPUTALOT_ADMIN_TOKEN: ADMIN_TOKEN, COMPUTALOT_RUNTIME: 'process',
+      COMPUTALOT_LOCAL_WORKERS: '1', COMPUTALOT_LEASE_S: '2', ...(db.url ? { DATABASE_URL: db.url } : {}),
+    };
+    let first = await spawnServer(env, 'node');
+    try {
+      const acc = await makeAccount(first.url, 'kill');
+      await pushFixture(first.url, acc.member, 'p');
+      const job = await submit(first.url, acc.member, { project: 'p', payload: { mode: 'sleep', seconds: 3 }, retries: { max_attempts: 3, backoff_s: 0 } });
+      await waitJob(first.url, acc.member, job.id, (j) => j.tasks.running === 1);
+      process.kill(-first.child.pid!, 'SIGKILL');
+      await first.stop();
+      first = await spawnServer(env, 'node');
+      const done = await waitJob(first.url, acc.member, job.id);
+      const [task] = await tasks(first.url, acc.member, job.id);
+      assert.equal(done.status, 'completed', JSON.stringify(task));
+      assert.equal(task.attempts.length, 2);
+      assert.equal(task.attempts[0].node, 'node-1');
+      assert.equal(task.attempts[0].error.code, 'worker_lost');
+      assert.equal(task.attempts[1].node, 'node-2');
+      assert.equal(task.attempts[1].exit_code, 0);
+      assert.equal(task.result.attempt, 2);
+      const events = await readStream(`${first.url}/api/v1/jobs/${job.id}/stream`, acc.member);
+      assert.equal(events.filter((e) => e.event === 'job.completed').length, 1);
+      assert.equal(events.filter((e) => e.event === 'task.status' && e.data.status === 'completed').length, 1);
+    } finally {
+      await first.stop();
+      await db.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('job streams, cancel-queued and delete', () => {
+  let srv: TestServer;
+  let acc: TestAccount;
+  before(async () => {
+    srv = await startTestServer({ COMPUTALOT_LOCAL_WORKERS: '1', COMPUTALOT_WORKER_SLOTS: '1' });
+    acc = await makeAccount(srv.url, 'life');
+    await pushFixture(srv.url, acc.member, 'p');
+  });
+  after(() => srv.stop());
+
+  it('streams job.created … job.completed in order and ends; a late client gets the replay', async () => {
+    const job = await submit(srv.url, acc.member, { project: 'p', payload: { mode: 'square' }, fan_out: { items: [1, 2] } });
+    const live = await readStream(`${srv.url}/api/v1/jobs/${job.id}/stream`, acc.member);
+    const types = live.map((e) => e.event);
+    assert.equal(types[0], 'job.created');
+    assert.equal(types[types.length - 1], 'job.completed');
+    assert.ok(types.includes('job.status'));
+    assert.equal(types.filter((t) => t === 'task.status').length >= 4, true, 'preparing/running/completed per task');
+    const ids = live.map((e) => e.id);
+    assert.deepEqual(ids, [...ids].sort((a, b) => a - b), 'in id order');
+    const late = await readStream(`${srv.url}/api/v1/jobs/${job.id}/stream`, acc.member);
+    assert.deepEqual(late.map((e) => e.id), ids);
+    const resumed = await readStream(`${srv.url}/api/v1/jobs/${job.id}/stream`, acc.member, { 'last-event-id': String(ids[1]) });
+    assert.deepEqual(resumed.map((e) => e.id), ids.slice(2));
+  });
+
+  it('cancel-queued cancels jobs that have not started, and delete answers 409 while jobs are active', async () => {
+    const running = await submit(srv.url, acc.member, { project: 'p', payload: { mode: 'sleep', seconds: 2 } });
+    await waitJob(srv.url, acc.member, running.id, (j) => j.status === 'running');
+    const queued = [await submit(srv.url, acc.member, { project: 'p', payload: { mode: 'echo' } }), await submit(srv.url, acc.member, { project: 'p', payload: { mode: 'square' }, fan_out: { items: [1, 2, 3] } })];
+    const del = await call(srv.url, 'DELETE', '/api/v1/projects/p', { token: acc.member });
+    assert.equal(del.status, 409);
+    assert.equal(del.body.error.code, 'project_has_active_jobs');
+    const status = await call(srv.url, 'GET', '/api/v1/projects/p/status', { token: acc.member });
+    assert.deepEqual(status.body.jobs, { queued: 2, running: 1 });
+    const cq = await call(srv.url, 'PUT', '/api/v1/projects/p/cancel-queued', { token: acc.member });
+    assert.deepEqual(cq.body, { cancelled_jobs: 2, cancelled_tasks: 4 });
+    for (const q of queued) assert.equal((await waitJob(srv.url, acc.member, q.id)).status, 'cancelled');
+    assert.equal((await waitJob(srv.url, acc.member, running.id)).status, 'completed');
+    assert.equal((await call(srv.url, 'DELETE', '/api/v1/projects/p', { token: acc.member })).status, 204);
+  });
+});
