@@ -13,7 +13,7 @@ import { validateSubmit, type JobObject, type ResultsObject, type TaskObject, ty
 import type { NewJob } from '../store/port.js';
 import type { Deps } from './deps.js';
 
-export type SubmitAnswer = { id: string; replayed: boolean } | { error: AppError };
+export type SubmitAnswer = { id: string; replayed: boolean; created_at: string; job: NewJob } | { error: AppError };
 
 /** Stable hash of a request body (keys sorted), for idempotency: same key + same body = same job. */
 export function requestHash(body: unknown): string {
@@ -45,7 +45,7 @@ export async function submitJobs(deps: Deps, accountId: string, bodies: unknown[
   }
   const created = jobs.length > 0 ? await deps.store.createJobs(jobs) : [];
   created.forEach((outcome, i) => {
-    answers[slots[i]!] = isAppError(outcome) ? { error: outcome } : { id: outcome.job_id, replayed: outcome.replayed };
+    answers[slots[i]!] = isAppError(outcome) ? { error: outcome } : { id: outcome.job_id, replayed: outcome.replayed, created_at: outcome.created_at, job: jobs[i]! };
   });
   return answers as SubmitAnswer[];
 }
@@ -99,6 +99,18 @@ export function jobObject(job: JobRecord & { counts: TaskCounts }): Static<typeo
     created_at: job.created_at, started_at: job.started_at, finished_at: job.finished_at, timeout_s: job.timeout_s,
     tasks_total: job.tasks_total, tasks: job.counts, progress: jobProgress(job.counts, job.tasks_total),
     meta: job.meta, variant: job.variant, runner_command: job.runner_command, profile: job.profile, priority: job.priority,
+  };
+}
+
+/** The answer to a fresh submit, from what was just stored: no second read on the dispatch path. */
+export function newJobObject(id: string, createdAt: string, job: NewJob): Static<typeof JobObject> {
+  const counts = { queued: job.tasks.length, preparing: 0, running: 0, completed: 0, failed: 0, cancelled: 0 };
+  return <Static<typeof JobObject>>{
+    id, type: job.type, project: job.project, content_hash: job.content_hash, status: 'queued',
+    status_reason: 'waiting for a worker', error: null, recommended_action: null, created_at: createdAt,
+    started_at: null, finished_at: null, timeout_s: job.timeout_s, tasks_total: job.tasks_total, tasks: counts,
+    progress: 0, meta: job.meta, variant: job.variant, runner_command: job.runner_command, profile: job.profile,
+    priority: job.priority,
   };
 }
 

@@ -38,11 +38,32 @@ export async function connect(opts: { databaseUrl?: string | null; sqlitePath: s
     database.pragma('synchronous = NORMAL');
     database.pragma('busy_timeout = 5000');
     database.pragma('foreign_keys = ON');
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
     conn = { db, dialect: 'sqlite', pool: null, close: () => db.destroy() };
   }
   await migrate(conn);
   return conn;
+}
+
+/**
+ * Kysely prepares every query afresh; on the hot paths (lease, report) SQLite's prepare cost as much as the
+ * query itself (CPU profile: 5.8 % prepare vs 7.7 % execute). The same SQL text reuses its statement.
+ * Safe because Kysely runs statements to completion synchronously (no open iterators here).
+ */
+function withStatementCache(database: BetterSqlite3.Database) {
+  const cache = new Map<string, BetterSqlite3.Statement>();
+  return {
+    close: () => database.close(),
+    prepare(sql: string) {
+      let statement = cache.get(sql);
+      if (!statement) {
+        statement = database.prepare(sql);
+        if (cache.size >= 1000) cache.clear();
+        cache.set(sql, statement);
+      }
+      return statement;
+    },
+  };
 }
 
 function migrations(dialect: DialectName): Record<string, Migration> {

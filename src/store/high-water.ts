@@ -30,6 +30,18 @@ export class HighWater {
     return this.mark;
   }
 
+  /** True where a commit's own ids are settled as soon as it commits (SQLite: one writer). */
+  get settledOnCommit(): boolean {
+    return this.conn.dialect === 'sqlite';
+  }
+
+  /** Moves the mark to an id known to be settled (SQLite, after this process's commit). */
+  bump(id: number): void {
+    if (id <= this.mark) return;
+    this.mark = id;
+    this.onAdvance(id);
+  }
+
   async init(prunedThrough: number): Promise<void> {
     const top = await this.maxId();
     this.mark = this.conn.dialect === 'sqlite' ? top : Math.max(prunedThrough, top - START_WINDOW, 0);

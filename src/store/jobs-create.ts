@@ -23,7 +23,7 @@ export interface NewJob {
   tasks_total: number;
 }
 
-export type CreateOutcome = { job_id: string; replayed: boolean };
+export type CreateOutcome = { job_id: string; replayed: boolean; created_at: string };
 
 /** Rows per INSERT: SQLite allows 32,766 bound values; tasks have ~15 columns. */
 const CHUNK = 1_000;
@@ -46,7 +46,7 @@ async function replayOf(tx: Tx, job: NewJob, now: string): Promise<CreateOutcome
   if (row.request_hash !== job.idempotency.request_hash) {
     throw new AppError('idempotency_conflict', { key: job.idempotency.key, job_id: row.job_id }, { job_id: row.job_id });
   }
-  return { job_id: row.job_id, replayed: true };
+  return { job_id: row.job_id, replayed: true, created_at: row.created_at };
 }
 
 /** Creates jobs in the caller's transaction; per-job errors (idempotency) are returned, not thrown. */
@@ -90,7 +90,7 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[]): Promise<Arra
       type: 'job.created', accountId: job.account_id, projectId: job.project_id, jobId: id,
       data: { job_id: id, project: job.project, type: job.type, tasks_total: job.tasks_total, content_hash: job.content_hash },
     });
-    out.push({ job_id: id, replayed: false });
+    out.push({ job_id: id, replayed: false, created_at: now });
   }
   await insertChunked(t.tx, 'jobs', jobRows);
   await insertChunked(t.tx, 'tasks', taskRows);

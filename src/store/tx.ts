@@ -45,7 +45,7 @@ export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T
     if (t.events.length > 0) lastId = await appendEvents(t);
     return result;
   });
-  if (lastId > 0) ctx.feed.wake();
+  if (lastId > 0) ctx.feed.wake(lastId);
   return value;
 }
 

@@ -10,6 +10,7 @@
  * per event; a heartbeat every 10 s renews all leases and brings cancellations; on stop, running attempts
  * are stopped and handed back without spending an attempt.
  */
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LeasedTask, Worker } from '../core/model.js';
 import type { AttemptReport } from '../core/model.js';
@@ -52,6 +53,7 @@ export class WorkerAgent {
   }
 
   async start(): Promise<Worker> {
+    await mkdir(join(this.opts.workDir, 'outputs'), { recursive: true });
     this.worker = await this.client.register({
       embedded: this.opts.embedded, profile: this.opts.profile, slots: this.opts.slots, token_id: this.opts.tokenId ?? null,
       resources: { slots: this.opts.slots }, runtime: { kind: this.runtime.kind },
@@ -112,7 +114,7 @@ export class WorkerAgent {
     }
     if (entry.handBack) return this.end(this.notRun(task, 'handed_back', null));
     const checkpointDir = task.checkpoint ? await this.client.checkpointDir(task.task_id) : null;
-    const sink = await OutputSink.open(join(this.opts.workDir, 'outputs', `${task.task_id}.${task.attempt}.log`));
+    const sink = OutputSink.open(join(this.opts.workDir, 'outputs', `${task.task_id}.${task.attempt}.log`));
     entry.sink = sink;
     let startedAt: string | null = null;
     const attempt = this.runtime.run({

@@ -4,8 +4,6 @@
  * O(10 KB) whatever the task prints; the file is written with backpressure-free appends in order.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { once } from 'node:events';
 import { TailBuffer } from '../runtime/output-capture.js';
 
@@ -22,8 +20,8 @@ export class OutputSink {
 
   private constructor(readonly path: string) {}
 
-  static async open(path: string): Promise<OutputSink> {
-    await mkdir(dirname(path), { recursive: true });
+  /** The folder of `path` must exist (the agent makes it once at start: no mkdir per attempt). */
+  static open(path: string): OutputSink {
     const sink = new OutputSink(path);
     sink.file = createWriteStream(path, { flags: 'w', mode: 0o600 });
     return sink;

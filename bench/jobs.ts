@@ -1,0 +1,207 @@
+/**
+ * Job benchmarks (issue 3), each side by side in one run with BullMQ on a local Redis doing the same work
+ * and with the floor (spawning the command directly):
+ *   dispatch   — submit → user process start, 200 sequential jobs on a warm worker (p50, p99)
+ *   throughput — a 10,000-task fan-out of `true`
+ *   submit     — submits per second, single (autocannon) and batched (1,000 jobs per request)
+ */
+import { readFile, rm, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { call, makeAccount } from '../test/helpers/http.js';
+import { pushFixture, waitJob } from '../test/helpers/jobs.js';
+import { benchPgUrl, benchServer, percentile, record, table } from './lib.js';
+import { bull, directSpawns, run, startRedis, type Redis } from './peers.js';
+
+const SLOTS = 8;
+// The user process stamps its own start (bash's $EPOCHREALTIME, no extra exec) into a file.
+const STAMP = ['bash', '-c', 'echo "$EPOCHREALTIME" > "${COMPUTALOT_RESULT_PATH:-$BENCH_OUT}"'];
+const nowUs = () => (performance.timeOrigin + performance.now()) * 1000;
+const stampUs = async (path: string) => Number.parseFloat(await readFile(path, 'utf8')) * 1e6;
+const fmt = (ms: number) => ms.toFixed(2);
+
+async function stores(): Promise<Array<[string, Record<string, string>]>> {
+  const url = await benchPgUrl();
+  return [['sqlite', {}], ...(url ? [['postgres', { DATABASE_URL: url }] as [string, Record<string, string>]] : [])];
+}
+
+async function computalotDispatch(env: Record<string, string>, n: number): Promise<number[]> {
+  const { server } = await benchServer({ COMPUTALOT_LOCAL_WORKERS: '1', COMPUTALOT_WORKER_SLOTS: String(SLOTS), ...env });
+  try {
+    const acc = await makeAccount(server.url, 'bench');
+    await pushFixture(server.url, acc.member, 'p');
+    const lat: number[] = [];
+    for (let i = -5; i < n; i += 1) {
+      const t0 = nowUs();
+      const res = await call(server.url, 'POST', '/api/v1/jobs', { token: acc.member, json: { project: 'p', runner_command: STAMP } });
+      await waitJob(server.url, acc.member, res.body.id, undefined, 30_000);
+      const r = await call(server.url, 'GET', `/api/v1/results/${res.body.id}`, { token: acc.member });
+      // The result file holds the stamp; SPEC §7 parses it as JSON (a number).
+      const t1 = Number(r.body.aggregate_result) * 1e6;
+      if (i >= 0) lat.push((t1 - t0) / 1000);
+    }
+    return lat.sort((a, b) => a - b);
+  } finally {
+    await server.stop();
+  }
+}
+
+async function bullDispatch(redis: Redis, n: number): Promise<number[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'bench-bull-'));
+  const b = await bull(redis, 'dispatch', SLOTS, STAMP);
+  const waiting = new Map<string, () => void>();
+  b.worker.on('completed', (job) => waiting.get(job.id ?? '')?.());
+  try {
+    const lat: number[] = [];
+    for (let i = -5; i < n; i += 1) {
+      const out = join(dir, `${i}.txt`);
+      const t0 = nowUs();
+      const job = await b.queue.add('t', { out });
+      await new Promise<void>((resolve) => waiting.set(job.id ?? '', resolve));
+      if (i >= 0) lat.push((await stampUs(out) - t0) / 1000);
+    }
+    return lat.sort((a, b) => a - b);
+  } finally {
+    await b.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function floorDispatch(n: number): Promise<number[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'bench-floor-'));
+  const lat: number[] = [];
+  for (let i = -5; i < n; i += 1) {
+    const out = join(dir, `${i}.txt`);
+    const t0 = nowUs();
+    await run(STAMP, { ...process.env, BENCH_OUT: out });
+    if (i >= 0) lat.push((await stampUs(out) - t0) / 1000);
+  }
+  await rm(dir, { recursive: true, force: true });
+  return lat.sort((a, b) => a - b);
+}
+
+export async function dispatch(): Promise<void> {
+  const n = 200;
+  const rows: Array<Array<string | number>> = [];
+  for (const [name, env] of await stores()) {
+    const lat = await computalotDispatch(env, n);
+    rows.push([`computalot (${name}, HTTP submit)`, fmt(percentile(lat, 50)), fmt(percentile(lat, 99))]);
+  }
+  const redis = await startRedis();
+  try {
+    const lat = await bullDispatch(redis, n);
+    rows.push(['BullMQ 6 + Redis (in-process add)', fmt(percentile(lat, 50)), fmt(percentile(lat, 99))]);
+  } finally {
+    redis.stop();
+  }
+  const floor = await floorDispatch(n);
+  rows.push(['floor: spawn directly', fmt(percentile(floor, 50)), fmt(percentile(floor, 99))]);
+  await record('dispatch: submit → user process start, 200 sequential jobs, warm worker', 'npm run bench -- dispatch', [
+    table(['system', 'p50 ms', 'p99 ms'], rows),
+    '',
+    'The user process stamps its own start with bash\'s $EPOCHREALTIME; every row includes bash\'s start-up, as the floor shows.',
+    'Target (issue 3): computalot p50 ≤ 5 ms.',
+  ].join('\n'));
+}
+
+export async function throughput(): Promise<void> {
+  const count = 10_000;
+  const rows: Array<Array<string | number>> = [];
+  for (const [name, env] of await stores()) {
+    const { server } = await benchServer({ COMPUTALOT_LOCAL_WORKERS: '1', COMPUTALOT_WORKER_SLOTS: String(SLOTS), ...env });
+    try {
+      const acc = await makeAccount(server.url, 'bench');
+      await pushFixture(server.url, acc.member, 'p');
+      const t0 = performance.now();
+      const res = await call(server.url, 'POST', '/api/v1/jobs', { token: acc.member, json: { project: 'p', runner_command: ['true'], fan_out: { items: Array.from({ length: count }, (_, i) => i) } } });
+      const done = await waitJob(server.url, acc.member, res.body.id, undefined, 600_000);
+      const ms = performance.now() - t0;
+      rows.push([`computalot (${name})`, done.tasks.completed, (ms / 1000).toFixed(2), Math.round(count / (ms / 1000))]);
+    } finally {
+      await server.stop();
+    }
+  }
+  const redis = await startRedis();
+  try {
+    let finished = 0;
+    const b = await bull(redis, 'throughput', SLOTS, ['true']);
+    const all = new Promise<void>((resolve) => b.worker.on('completed', () => { finished += 1; if (finished === count) resolve(); }));
+    const t0 = performance.now();
+    for (let i = 0; i < count; i += 1000) await b.queue.addBulk(Array.from({ length: 1000 }, (_, j) => ({ name: 't', data: { i: i + j } })));
+    await all;
+    const ms = performance.now() - t0;
+    rows.push(['BullMQ 6 + Redis', finished, (ms / 1000).toFixed(2), Math.round(count / (ms / 1000))]);
+    await b.close();
+  } finally {
+    redis.stop();
+  }
+  const floorMs = await directSpawns(['true'], count, SLOTS);
+  rows.push(['floor: spawn directly', count, (floorMs / 1000).toFixed(2), Math.round(count / (floorMs / 1000))]);
+  await record('throughput: a 10,000-task fan-out of `true`', 'npm run bench -- throughput', [
+    table(['system', 'tasks completed', 'seconds', 'tasks/s'], rows),
+    '',
+    `${SLOTS} slots (COMPUTALOT_WORKER_SLOTS=${SLOTS}; BullMQ concurrency ${SLOTS}; the floor ${SLOTS} at a time), one embedded worker, process runtime.`,
+    'Target (issue 3): ≥ 1,000 tasks/s.',
+  ].join('\n'));
+}
+
+export async function submit(): Promise<void> {
+  const rows: Array<Array<string | number>> = [];
+  const body = JSON.stringify({ project: 'p', runner_command: ['true'], payload: { n: 1 } });
+  for (const [name, env] of await stores()) {
+    const { server } = await benchServer({ COMPUTALOT_LOCAL_WORKERS: '0', ...env });
+    try {
+      const acc = await makeAccount(server.url, 'bench');
+      await pushFixture(server.url, acc.member, 'p');
+      const headers = { authorization: `Bearer ${acc.member}`, 'content-type': 'application/json' };
+      const single = await autocannon({ url: `${server.url}/api/v1/jobs`, method: 'POST', headers, body, connections: 10, duration: 10 });
+      rows.push([`computalot (${name})`, 'single POST /jobs, 10 connections', Math.round(single.requests.average), single.non2xx + single.errors]);
+      const batch = JSON.stringify({ jobs: Array.from({ length: 1000 }, () => JSON.parse(body)) });
+      const t0 = performance.now();
+      let jobs = 0;
+      while (performance.now() - t0 < 10_000) {
+        const res = await fetch(`${server.url}/api/v1/jobs/batch`, { method: 'POST', headers, body: batch });
+        const answer = await res.json() as { jobs: Array<{ id?: string }> };
+        jobs += answer.jobs.filter((j) => j.id).length;
+      }
+      rows.push([`computalot (${name})`, 'POST /jobs/batch, 1,000 per request', Math.round(jobs / ((performance.now() - t0) / 1000)), 0]);
+    } finally {
+      await server.stop();
+    }
+  }
+  const redis = await startRedis();
+  try {
+    const b = await bull(redis, 'submit', 1, ['true']);
+    await b.worker.pause();
+    let added = 0;
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: 10 }, async () => {
+      while (performance.now() - t0 < 10_000) { await b.queue.add('t', { n: 1 }); added += 1; }
+    }));
+    rows.push(['BullMQ 6 + Redis', 'queue.add, 10 concurrent', Math.round(added / ((performance.now() - t0) / 1000)), 0]);
+    let bulk = 0;
+    const t1 = performance.now();
+    while (performance.now() - t1 < 10_000) {
+      await b.queue.addBulk(Array.from({ length: 1000 }, () => ({ name: 't', data: { n: 1 } })));
+      bulk += 1000;
+    }
+    rows.push(['BullMQ 6 + Redis', 'queue.addBulk, 1,000 per call', Math.round(bulk / ((performance.now() - t1) / 1000)), 0]);
+    await b.close();
+  } finally {
+    redis.stop();
+  }
+  await record('submits per second', 'npm run bench -- submit', [
+    table(['system', 'how', 'jobs/s', 'errors'], rows),
+    '',
+    'computalot: HTTP with bearer auth, each job validated, planned and stored durably with its job.created event; no worker running.',
+    'BullMQ: in-process client calls to Redis (no HTTP, no auth, in memory). Targets (issue 3): ≥ 3,000/s single, ≥ 20,000 jobs/s batched.',
+  ].join('\n'));
+}
+
+export async function main(args: string[]): Promise<void> {
+  const which = args[0];
+  if (which === 'dispatch') return dispatch();
+  if (which === 'throughput') return throughput();
+  return submit();
+}

@@ -1,0 +1,57 @@
+/**
+ * The peers the job benchmarks compare against, measured in the same run: BullMQ on a local Redis doing
+ * the same work (enqueue → a worker spawns the same command), and the floor (spawning it directly).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Queue, Worker, type Job } from 'bullmq';
+
+export interface Redis { port: number; stop(): void }
+
+export async function startRedis(port = 6392): Promise<Redis> {
+  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  await sleep(400);
+  return { port, stop: () => child.kill() };
+}
+
+/** Spawns argv and resolves when it exits (what every worker here does per task). */
+export function run(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore', env });
+    child.once('error', reject);
+    child.once('exit', (code) => resolve(code ?? -1));
+  });
+}
+
+export interface BullSetup { queue: Queue; worker: Worker; close(): Promise<void> }
+
+/** A BullMQ queue and a worker (concurrency `slots`) whose processor spawns `argv`, with the job data in env. */
+export async function bull(redis: Redis, name: string, slots: number, argv: string[]): Promise<BullSetup> {
+  const connection = { host: '127.0.0.1', port: redis.port };
+  const queue = new Queue(name, { connection });
+  const worker = new Worker(name, async (job: Job) => {
+    await run(argv, { ...process.env, BENCH_OUT: String(job.data.out ?? '') });
+  }, { connection, concurrency: slots });
+  await worker.waitUntilReady();
+  return {
+    queue, worker,
+    async close() {
+      await worker.close();
+      await queue.obliterate({ force: true }).catch(() => undefined);
+      await queue.close();
+    },
+  };
+}
+
+/** The floor: `count` spawns of argv, `slots` at a time, no queue at all. */
+export async function directSpawns(argv: string[], count: number, slots: number): Promise<number> {
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(Array.from({ length: slots }, async () => {
+    while (next < count) {
+      next += 1;
+      await run(argv);
+    }
+  }));
+  return performance.now() - t0;
+}
