@@ -13,7 +13,7 @@ if ! command -v apt-get >/dev/null; then
 fi
 
 need=()
-for pkg in postgresql libarchive-tools git python3 curl; do
+for pkg in postgresql libarchive-tools git python3 curl redis-server; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -44,7 +44,8 @@ export class HighWater {
 
   async init(prunedThrough: number): Promise<void> {
     const top = await this.maxId();
-    this.mark = this.conn.dialect === 'sqlite' ? top : Math.max(prunedThrough, top - START_WINDOW, 0);
+    // A fully pruned log is empty, yet its ids are used up: the mark never goes below what was pruned.
+    this.mark = this.conn.dialect === 'sqlite' ? Math.max(top, prunedThrough) : Math.max(prunedThrough, top - START_WINDOW, 0);
     await this.advance();
   }
 
