@@ -7,7 +7,9 @@ import { createHash } from 'node:crypto';
 import { aggregateResults, jobProgress, type AggregateTask } from '../core/aggregate.js';
 import { AppError, isAppError } from '../core/errors.js';
 import { planJob } from '../core/job-plan.js';
-import type { AttemptRecord, JobRecord, Project, Revision, TaskCounts, TaskRecord } from '../core/model.js';
+import { jobWaitReason } from '../core/job-reason.js';
+import type { AttemptRecord, JobRecord, Project, Revision, TaskCounts, TaskRecord, Worker } from '../core/model.js';
+import { isLive } from '../core/readiness.js';
 import type { Static } from '@sinclair/typebox';
 import { validateSubmit, type JobObject, type ResultsObject, type TaskObject, type ValidSubmit } from '../protocol/jobs.js';
 import type { NewJob } from '../store/port.js';
@@ -92,14 +94,25 @@ async function prepareJob(deps: Deps, accountId: string, body: unknown, headerKe
   };
 }
 
-export function jobObject(job: JobRecord & { counts: TaskCounts }): Static<typeof JobObject> {
+const FINISHED = new Set(['completed', 'partial', 'failed', 'cancelled']);
+
+/** The public job; `live` (the live workers) makes an unfinished job's status_reason say why it waits. */
+export function jobObject(job: JobRecord & { counts: TaskCounts }, live: Worker[] | null = null): Static<typeof JobObject> {
+  const reason = FINISHED.has(job.status) || live === null
+    ? job.status_reason
+    : jobWaitReason({ profile: job.profile, stored: job.status_reason }, job.counts, live);
   return <Static<typeof JobObject>>{
     id: job.id, type: job.type, project: job.project, content_hash: job.content_hash, status: job.status,
-    status_reason: job.status_reason, error: job.error, recommended_action: job.recommended_action,
+    status_reason: reason, error: job.error, recommended_action: job.recommended_action,
     created_at: job.created_at, started_at: job.started_at, finished_at: job.finished_at, timeout_s: job.timeout_s,
     tasks_total: job.tasks_total, tasks: job.counts, progress: jobProgress(job.counts, job.tasks_total),
     meta: job.meta, variant: job.variant, runner_command: job.runner_command, profile: job.profile, priority: job.priority,
   };
+}
+
+export async function liveWorkers(deps: Pick<Deps, 'store'>): Promise<Worker[]> {
+  const now = Date.now();
+  return (await deps.store.listWorkers()).filter((w) => isLive(w, now));
 }
 
 /** The answer to a fresh submit, from what was just stored: no second read on the dispatch path. */

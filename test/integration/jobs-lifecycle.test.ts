@@ -93,3 +93,22 @@ describe('job streams, cancel-queued and delete', () => {
     assert.equal((await call(srv.url, 'DELETE', '/api/v1/projects/p', { token: acc.member })).status, 204);
   });
 });
+
+describe('jobs without a worker', () => {
+  it('wait with a reason that says no worker is online, and a gpu job names its profile', async () => {
+    const srv = await startTestServer();
+    try {
+      const acc = await makeAccount(srv.url, 'idle');
+      await pushFixture(srv.url, acc.member, 'p');
+      const cpu = await submit(srv.url, acc.member, { project: 'p', payload: {} });
+      const gpu = await submit(srv.url, acc.member, { project: 'p', payload: {}, profile: 'gpu' });
+      const a = await call(srv.url, 'GET', `/api/v1/jobs/${cpu.id}`, { token: acc.member });
+      const b = await call(srv.url, 'GET', `/api/v1/jobs/${gpu.id}`, { token: acc.member });
+      assert.equal(a.body.status, 'queued');
+      assert.equal(a.body.status_reason, 'waiting for a worker (none online)');
+      assert.equal(b.body.status_reason, 'waiting for a worker with profile gpu (none online)');
+    } finally {
+      await srv.stop();
+    }
+  });
+});

@@ -9,7 +9,7 @@ import { JOB_STATES } from '../../core/states.js';
 import { authErrors, ErrorBody, Nullable } from '../../protocol/common.js';
 import { BatchSubmitBody, BatchSubmitResult, JobObject, ResultsObject, SubmitJobBody, TaskObject } from '../../protocol/jobs.js';
 import type { Deps } from '../../services/deps.js';
-import { jobObject, newJobObject, resultsObject, submitJobs, taskObject } from '../../services/jobs.js';
+import { jobObject, liveWorkers, newJobObject, resultsObject, submitJobs, taskObject } from '../../services/jobs.js';
 import { outputPath } from '../../worker/in-process-client.js';
 import { accountOf } from '../auth.js';
 import { loadProject, pageQuery } from '../load.js';
@@ -61,12 +61,13 @@ export function jobRoutes(deps: Deps, streams: Set<() => void>): FastifyPluginAs
     }, async (request) => {
       const projectId = request.query.project ? (await loadProject(store, request, request.query.project)).id : undefined;
       const page = await store.listJobs(accountOf(request), { projectId, status: request.query.status }, pageQuery(request.query));
-      const jobs = await Promise.all(page.items.map(async (j) => jobObject((await store.getJob(j.account_id, j.id))!)));
+      const live = await liveWorkers(deps);
+      const jobs = await Promise.all(page.items.map(async (j) => jobObject((await store.getJob(j.account_id, j.id))!, live)));
       return { jobs, next_cursor: page.next_cursor };
     });
 
     app.get('/jobs/:id', { schema: { tags: ['jobs'], params: IdParams, response: { 200: JobObject, ...authErrors } } },
-      async (request) => jobObject(await loadJob(request, request.params.id)));
+      async (request) => jobObject(await loadJob(request, request.params.id), await liveWorkers(deps)));
 
     app.get('/jobs/:id/tasks', {
       schema: { tags: ['jobs'], params: IdParams, querystring: Type.Object(Page), response: { 200: Type.Object({ tasks: Type.Array(TaskObject), next_cursor: Nullable(Type.String()) }), ...authErrors } },

@@ -1,0 +1,23 @@
+/**
+ * Why an unfinished job waits (SPEC §6 `status_reason`: always filled while a job is not finished), from
+ * its task counts and the live workers. Pure; finished jobs keep the reason stored when they finished.
+ */
+import type { TaskCounts, Worker } from './model.js';
+
+export function jobWaitReason(job: { profile: string; stored: string | null }, c: TaskCounts, live: Worker[]): string {
+  const total = c.queued + c.preparing + c.running + c.completed + c.failed + c.cancelled;
+  const eligible = live.filter((w) => w.profile === job.profile);
+  if (c.running > 0) {
+    const queued = c.queued + c.preparing > 0 ? `, ${c.queued + c.preparing} waiting` : '';
+    return `${c.running} of ${total} task(s) running${queued}`;
+  }
+  if (c.preparing > 0) return job.stored?.startsWith('preparing') ? job.stored : `preparing the runtime for ${c.preparing} task(s)`;
+  if (c.queued > 0 && eligible.length === 0) {
+    return job.profile === 'cpu' ? 'waiting for a worker (none online)' : `waiting for a worker with profile ${job.profile} (none online)`;
+  }
+  if (c.queued > 0) {
+    const slots = eligible.reduce((n, w) => n + w.slots, 0);
+    return `waiting for a free slot: ${c.queued} task(s) queued, ${eligible.length} worker(s) with ${slots} slot(s) busy or backing off`;
+  }
+  return job.stored ?? 'finishing';
+}
