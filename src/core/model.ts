@@ -98,6 +98,9 @@ export interface LeasedTask {
   checkpoint: boolean; kind: string;
 }
 
+/** What a worker needs to prepare a runtime: for a leased task, or ahead of time for /init. */
+export type RuntimeTarget = Pick<LeasedTask, 'project_id' | 'account_id' | 'project' | 'content_hash' | 'revision_id' | 'env'>;
+
 /** What a worker reports when an attempt ends. */
 export interface AttemptReport {
   task_id: string; attempt: number; lease_token: string; exit_code: number | null;

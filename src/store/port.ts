@@ -12,7 +12,7 @@ import type { LeaseRequest, StartReport } from './jobs-lease.js';
 import type { RuntimeUpdate, WorkerInfo } from './workers-store.js';
 import type {
   Account, ApiKey, AttemptRecord, AttemptReport, JobRecord, KvEntry, LeasedTask, Page, PageQuery, Project, Quotas,
-  ReadinessSnapshot, Revision, Role, StoredEvent, TaskCounts, TaskRecord, Worker, WorkerToken,
+  ReadinessSnapshot, Revision, Role, RuntimeTarget, StoredEvent, TaskCounts, TaskRecord, Worker, WorkerToken,
 } from '../core/model.js';
 
 export type { CreateOutcome, NewJob, EndResult, HeldLease, LiveUpdate, LeaseRequest, StartReport, RuntimeUpdate, WorkerInfo };
@@ -74,6 +74,7 @@ export interface Store {
   // readiness (SPEC §5)
   readinessSnapshot(project: Project, contentHash: string | null): Promise<ReadinessSnapshot>;
   requestInit(project: Project, contentHash: string, workerIds: string[]): Promise<void>;
+  pendingInits(workerId: string): Promise<RuntimeTarget[]>;
   invalidate(project: Project): Promise<string>;
   cancelQueued(project: Project): Promise<{ cancelled_jobs: number; cancelled_tasks: number }>;
 

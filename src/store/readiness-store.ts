@@ -11,7 +11,7 @@ import type { Store } from './port.js';
 import { toRuntime, toWorker } from './rows.js';
 import { inTx, type StoreContext } from './tx.js';
 
-type ReadinessVerbs = Pick<Store, 'readinessSnapshot' | 'requestInit' | 'invalidate' | 'cancelQueued'>;
+type ReadinessVerbs = Pick<Store, 'readinessSnapshot' | 'requestInit' | 'pendingInits' | 'invalidate' | 'cancelQueued'>;
 
 export function readinessVerbs(ctx: StoreContext): ReadinessVerbs {
   const db = ctx.conn.db;
@@ -55,6 +55,22 @@ export function readinessVerbs(ctx: StoreContext): ReadinessVerbs {
           data: { project: project.name, content_hash: contentHash, reason: 'init_requested', targeted_workers: workerIds.length },
         });
       });
+    },
+    async pendingInits(workerId) {
+      const rows = await db.selectFrom('prepared_runtimes')
+        .innerJoin('projects', 'projects.id', 'prepared_runtimes.project_id')
+        .innerJoin('revisions', (j) => j.onRef('revisions.project_id', '=', 'prepared_runtimes.project_id')
+          .onRef('revisions.content_hash', '=', 'prepared_runtimes.content_hash'))
+        .select(['prepared_runtimes.project_id', 'projects.account_id', 'projects.name', 'projects.env',
+          'prepared_runtimes.content_hash', 'revisions.id as revision_id'])
+        .where('prepared_runtimes.worker_id', '=', workerId).where('prepared_runtimes.state', '=', 'cold')
+        .where('prepared_runtimes.init_requested_at', 'is not', null).where('revisions.tarball_deleted_at', 'is', null)
+        .execute();
+      const seen = new Set<string>();
+      return rows.filter((r) => !seen.has(r.content_hash) && seen.add(r.content_hash)).map((r) => ({
+        project_id: r.project_id, account_id: r.account_id, project: r.name, content_hash: r.content_hash,
+        revision_id: r.revision_id, env: JSON.parse(r.env) as Record<string, string>,
+      }));
     },
     async invalidate(project) {
       return inTx(ctx, async (t) => {

@@ -61,6 +61,7 @@ export class WorkerAgent {
     this.runtimes.worker = this.worker;
     this.unsubscribe = this.client.onWork(() => this.pump());
     this.timers.push(setInterval(() => this.pump(), this.opts.pollMs ?? 500));
+    this.timers.push(setInterval(() => void this.prepareRequested(), 2_000));
     this.timers.push(setInterval(() => void this.beat(), this.opts.heartbeatMs ?? 10_000));
     this.timers.push(setInterval(() => this.collectLive(), this.opts.liveMs ?? 250));
     for (const t of this.timers) t.unref();
@@ -201,9 +202,22 @@ export class WorkerAgent {
     }
   }
 
-  /** Heartbeats now if anything runs: a cancel reaches the attempt at once instead of within 10 s. */
+  /** Heartbeats now if anything runs (a cancel reaches the attempt at once), and looks for /init requests. */
   beatSoon(): void {
     if (this.running.size > 0) void this.beat();
+    void this.prepareRequested();
+  }
+
+  /** /init: prepares the runtimes asked of this worker ahead of any job (once each). */
+  private async prepareRequested(): Promise<void> {
+    if (!this.worker || this.stopping) return;
+    try {
+      for (const target of await this.client.pendingInits(this.worker.id)) {
+        if (!this.runtimes.has(target.content_hash)) void this.runtimes.prepare(target).catch(() => undefined);
+      }
+    } catch (err) {
+      this.opts.log?.warn({ err }, 'looking for /init requests failed');
+    }
   }
 
   /** Stops leasing, hands running attempts back, flushes, and goes offline. */

@@ -3,7 +3,7 @@
  * workers (in-process-client.ts) and HTTP for remote ones (later). Typed once, shared by both ends.
  * Every report names the task, the attempt and the lease token; the server refuses stale ones.
  */
-import type { LeasedTask, Worker } from '../core/model.js';
+import type { LeasedTask, RuntimeTarget, Worker } from '../core/model.js';
 import type { NormalizedManifest } from '../protocol/manifest.js';
 import type { EndResult, HeldLease, LeaseRequest, RuntimeUpdate, WorkerInfo, WorkerReports } from '../store/port.js';
 
@@ -26,6 +26,8 @@ export interface WorkerClient {
   checkpointDir(taskId: string): Promise<string>;
   /** Keeps an attempt's whole output (a local file the worker wrote) for GET /jobs/:id/output. */
   keepOutput(jobId: string, taskId: string, attempt: number, localPath: string): Promise<void>;
+  /** Runtimes an /init asked this worker to prepare ahead of any job. */
+  pendingInits(workerId: string): Promise<RuntimeTarget[]>;
   /** Calls back when new work may be waiting (a job was created, a task was requeued). */
   onWork(listener: () => void): () => void;
 }

@@ -22,6 +22,7 @@ export class InProcessClient implements WorkerClient {
   report: WorkerClient['report'] = (reports) => this.store.applyWorkerReports(reports);
   setRuntimeState: WorkerClient['setRuntimeState'] = (update, node) => this.store.setRuntimeState(update, node);
   setStatus: WorkerClient['setStatus'] = (workerId, status) => this.store.setWorkerStatus(workerId, status);
+  pendingInits: WorkerClient['pendingInits'] = (workerId) => this.store.pendingInits(workerId);
 
   async revision(revisionId: string) {
     const revision = await this.store.getRevision(revisionId);

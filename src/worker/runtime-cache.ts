@@ -3,7 +3,7 @@
  * §8): the first task of a revision on this worker prepares it (initializing, with its phase), then
  * `warm` or `failed` with the phase, error and a redacted log tail. Later tasks reuse the warm runtime.
  */
-import type { LeasedTask, Worker } from '../core/model.js';
+import type { RuntimeTarget, Worker } from '../core/model.js';
 import type { Prepared, Runtime } from '../runtime/port.js';
 import type { WorkerClient } from './client.js';
 import { redactLog } from './redact.js';
@@ -16,7 +16,12 @@ export class RuntimeCache {
 
   constructor(private readonly client: WorkerClient, private readonly runtime: Runtime, private readonly workDir: string) {}
 
-  prepare(task: LeasedTask): Promise<Prepared> {
+  /** Whether this worker has (or is making) a runtime for the hash: /init need not prepare it again. */
+  has(contentHash: string): boolean {
+    return this.prepared.has(contentHash);
+  }
+
+  prepare(task: RuntimeTarget): Promise<Prepared> {
     let entry = this.prepared.get(task.content_hash);
     if (!entry) {
       entry = this.prepareFresh(task);
@@ -29,7 +34,7 @@ export class RuntimeCache {
     return entry.then((p) => ({ ...p, cold: false }));
   }
 
-  private async prepareFresh(task: LeasedTask): Promise<Prepared> {
+  private async prepareFresh(task: RuntimeTarget): Promise<Prepared> {
     const worker = this.worker!;
     const base = { worker_id: worker.id, project_id: task.project_id, account_id: task.account_id, project: task.project, content_hash: task.content_hash };
     const startedAt = new Date().toISOString();

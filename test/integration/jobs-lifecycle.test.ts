@@ -112,3 +112,34 @@ describe('jobs without a worker', () => {
     }
   });
 });
+
+describe('/init with a real worker', () => {
+  it('prepares the revision ahead of any job; a second /init finds it warm', async () => {
+    const srv = await startTestServer({ COMPUTALOT_LOCAL_WORKERS: '1' });
+    try {
+      const acc = await makeAccount(srv.url, 'init');
+      await pushFixture(srv.url, acc.member, 'p');
+      const before = await call(srv.url, 'GET', '/api/v1/projects/p/status', { token: acc.member });
+      assert.equal(before.body.ready_for_jobs, false);
+      assert.match(before.body.status_message, /no worker has prepared it yet, so the next job will cold-start \(or call \/init\)/);
+      const init = await call(srv.url, 'POST', '/api/v1/projects/p/init', { token: acc.member, json: {} });
+      assert.equal(init.status, 202);
+      assert.equal(init.body.targeted_workers, 1);
+      assert.equal(init.body.already_warm, 0);
+      let details = await call(srv.url, 'GET', '/api/v1/projects/p/status/details', { token: acc.member });
+      for (let i = 0; i < 200 && !details.body.ready_for_jobs; i += 1) {
+        await new Promise((r) => setTimeout(r, 50));
+        details = await call(srv.url, 'GET', '/api/v1/projects/p/status/details', { token: acc.member });
+      }
+      assert.equal(details.body.ready_for_jobs, true);
+      assert.equal(details.body.nodes[0].state, 'warm');
+      assert.ok(details.body.nodes[0].finished_at);
+      const jobs = await call(srv.url, 'GET', '/api/v1/jobs', { token: acc.member });
+      assert.equal(jobs.body.jobs.length, 0, 'no job was needed');
+      const again = await call(srv.url, 'POST', '/api/v1/projects/p/init', { token: acc.member, json: {} });
+      assert.deepEqual([again.body.targeted_workers, again.body.already_warm], [0, 1]);
+    } finally {
+      await srv.stop();
+    }
+  });
+});

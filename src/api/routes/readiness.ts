@@ -39,6 +39,7 @@ export function readinessRoutes(deps: Deps): FastifyPluginAsyncTypebox {
       const warm = new Set(snapshot.runtimes.filter((r) => r.state === 'warm').map((r) => r.worker_id));
       const targets = snapshot.workers.filter((w) => isLive(w, Date.now()) && !warm.has(w.id)).map((w) => w.id);
       await store.requestInit(project, revision.content_hash, targets);
+      deps.nudgeWorkers();
       reply.code(202);
       return {
         name: project.name, content_hash: revision.content_hash, targeted_workers: targets.length,
