@@ -17,6 +17,8 @@ const LIVE = ['preparing', 'running'];
 export async function endAttemptsInTx(t: TxContext, reports: AttemptReport[]): Promise<EndResult[]> {
   const results: EndResult[] = [];
   const jobs = new Map<string, { max_attempts: number; backoff_s: number }>();
+  // Terminal endings per job, applied once per job after the batch: one job-row update, not one per task.
+  const ended = new Map<string, number>();
   const now = Date.now();
   for (const report of reports) {
     const task = await t.tx.selectFrom('tasks')
@@ -65,9 +67,10 @@ export async function endAttemptsInTx(t: TxContext, reports: AttemptReport[]): P
         attempt: report.attempt, exit_code: report.exit_code, error: report.error,
       },
     });
-    if (d.terminal) await finishJobIfDone(t, task.job_id, 1);
+    if (d.terminal) ended.set(task.job_id, (ended.get(task.job_id) ?? 0) + 1);
     results.push({ task_id: report.task_id, ok: true, status: d.status });
   }
+  for (const [jobId, n] of ended) await finishJobIfDone(t, jobId, n);
   return results;
 }
 
