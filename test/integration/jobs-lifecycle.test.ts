@@ -143,3 +143,41 @@ describe('/init with a real worker', () => {
     }
   });
 });
+
+describe('queue order and queue timeouts', () => {
+  it('fails tasks that did not start within queue_timeout_s, with the reason', async () => {
+    const srv = await startTestServer();
+    try {
+      const acc = await makeAccount(srv.url, 'qt');
+      await pushFixture(srv.url, acc.member, 'p');
+      const job = await submit(srv.url, acc.member, { project: 'p', payload: {}, queue_timeout_s: 1 });
+      const done = await waitJob(srv.url, acc.member, job.id, undefined, 20_000);
+      assert.equal(done.status, 'failed');
+      const [task] = await tasks(srv.url, acc.member, job.id);
+      assert.equal(task.error.code, 'queue_timeout');
+      assert.match(task.status_reason, /queue_timeout_s/);
+      assert.equal(task.attempts.length, 0);
+    } finally {
+      await srv.stop();
+    }
+  });
+
+  it('starts higher-priority tasks first', async () => {
+    const srv = await startTestServer({ COMPUTALOT_LOCAL_WORKERS: '1', COMPUTALOT_WORKER_SLOTS: '1' });
+    try {
+      const acc = await makeAccount(srv.url, 'prio');
+      await pushFixture(srv.url, acc.member, 'p');
+      const blocker = await submit(srv.url, acc.member, { project: 'p', payload: { mode: 'sleep', seconds: 1 } });
+      await waitJob(srv.url, acc.member, blocker.id, (j) => j.status === 'running');
+      const low = await submit(srv.url, acc.member, { project: 'p', payload: { mode: 'echo' }, priority: -5 });
+      const high = await submit(srv.url, acc.member, { project: 'p', payload: { mode: 'echo' }, priority: 10 });
+      const [l, h] = [await waitJob(srv.url, acc.member, low.id), await waitJob(srv.url, acc.member, high.id)];
+      assert.ok(h.started_at <= l.started_at, `high started ${h.started_at}, low ${l.started_at}`);
+      const [lt] = await tasks(srv.url, acc.member, low.id);
+      const [ht] = await tasks(srv.url, acc.member, high.id);
+      assert.ok(ht.started_at < lt.started_at, 'the high-priority task ran before the low one');
+    } finally {
+      await srv.stop();
+    }
+  });
+});
