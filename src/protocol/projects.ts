@@ -17,6 +17,16 @@ export const UpdateProjectBody = Type.Object({
 });
 export const UPDATABLE_PROJECT_FIELDS = ['remote_dir', 'description', 'env'] as const;
 
+/** The readiness fields the project object and the status share (SPEC §3, §5). */
+const readinessFields = {
+  content_hash: Nullable(Type.String()),
+  revision: Nullable(Type.Integer()),
+  published_at: Nullable(Type.String()),
+  can_accept_new_jobs: Type.Boolean(),
+  ready_for_jobs: Type.Boolean(),
+  status_message: Type.String(),
+};
+
 export const ProjectObject = Type.Object({
   name: Type.String(),
   remote_dir: Nullable(Type.String()),
@@ -24,12 +34,7 @@ export const ProjectObject = Type.Object({
   env: StringMap,
   created_at: Type.String(),
   updated_at: Type.String(),
-  content_hash: Nullable(Type.String()),
-  revision: Nullable(Type.Integer()),
-  published_at: Nullable(Type.String()),
-  can_accept_new_jobs: Type.Boolean(),
-  ready_for_jobs: Type.Boolean(),
-  status_message: Type.String(),
+  ...readinessFields,
 }, { $id: 'Project' });
 
 export const RevisionObject = Type.Object({
@@ -70,12 +75,7 @@ const WorkerCounts = Type.Object({
 
 export const StatusObject = Type.Object({
   name: Type.String(),
-  content_hash: Nullable(Type.String()),
-  revision: Nullable(Type.Integer()),
-  published_at: Nullable(Type.String()),
-  can_accept_new_jobs: Type.Boolean(),
-  ready_for_jobs: Type.Boolean(),
-  status_message: Type.String(),
+  ...readinessFields,
   workers: WorkerCounts,
   jobs: Type.Object({ queued: Type.Integer(), running: Type.Integer() }),
   invalidated_at: Nullable(Type.String()),
