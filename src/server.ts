@@ -17,6 +17,8 @@ import { detectRuntime } from './services/runtime-info.js';
 import { BlobStore } from './store/blob-store.js';
 import { openStore } from './store/sql-store.js';
 
+const SHUTDOWN_GRACE_MS = 10_000;
+
 export interface RunningServer {
   url: string;
   deps: Deps;
@@ -67,7 +69,11 @@ export async function startServer(config: Config, opts: { logger?: boolean | obj
         stopSweeper();
         // Workers first: their attempts are handed back (no attempt spent) while the store is still open.
         await embedded?.stop();
+        // Requests in flight get a grace period; a connection that never sends a whole request would
+        // otherwise hold close() forever (Node stops its header timeouts once the server closes).
+        const grace = setTimeout(() => app.server.closeAllConnections(), SHUTDOWN_GRACE_MS);
         await app.close();
+        clearTimeout(grace);
         await store.close();
       })();
       return stopping;

@@ -1,26 +1,30 @@
 /**
  * One attempt of the `process` runtime, from `run()` to its outcome:
  *
- *   setup files ─▶ spawn (own process group) ─▶ onStart ─▶ … exit ─▶ tree gone ─▶ drain ─▶ read result ─▶ rm
- *        │ cancel: never spawns        timeout / cancel: SIGTERM group ─(grace)─▶ SIGKILL group
+ *   setup files ─▶ launch (own process group) ─▶ onStart ─▶ … exit ─▶ tree gone ─▶ drain ─▶ read result ─▶ rm
+ *        │ cancel: never launches        timeout / cancel: SIGTERM group ─(grace)─▶ SIGKILL group
+ *
+ * The fork itself is the launcher's (launcher.ts): by default the spawner process, else inline.
  *
  * Invariants:
  * - `outcome` never rejects and settles once, after the attempt folder is removed and the revision is
  *   released (a tree discarded while this attempt ran is deleted by then).
- * - A cancel before spawn means no process ever starts. After spawn, timeout and cancel both SIGTERM the
- *   group and SIGKILL it at the grace deadline; the first of them decides `timedOut` / `cancelled`.
+ * - A cancel before the launch means no process ever starts; during it (the spawner's queue), the launch is
+ *   withdrawn if the fork has not happened yet. Once started, timeout and cancel both SIGTERM the group and
+ *   SIGKILL it at the grace deadline; the first of them decides `timedOut` / `cancelled`.
  * - When the leader exits on its own, whatever it left in its group is SIGKILLed at once: nobody waits for
  *   those processes, and they would hold stdout open. When it exits while terminating, the rest of the
  *   group gets until the grace deadline to finish its SIGTERM handling, then SIGKILL.
  * - stdout/stderr are read until every holder has closed them, but at most `drainMs` after the group is
  *   gone, so a daemon that escaped the group cannot hold the attempt open forever.
- * - No sync fs calls and no extra processes between `run()` and the spawn: two thread-pool hops (mkdir,
- *   payload write), then spawn.
+ * - If the launcher dies (the spawner process crashed), nothing can report the task's exit or output any
+ *   more: its group is SIGKILLed and the outcome is `runner_spawn_failed` with exitCode null. Once the
+ *   exit is known, a death during the drain only cuts the output short, like a drain timeout.
+ * - No extra processes between `run()` and the launch: the attempt files, then the launch request.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { stat } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { attemptPaths, createAttemptFiles, readResultFile, removeAttemptFiles } from './attempt-files.js';
+import type { LaunchedTask, Launcher } from './launcher.js';
 import { TailBuffer } from './output-capture.js';
 import type { AttemptErrorCode, AttemptInput, AttemptOutcome, RunningAttempt } from './port.js';
 import { RESULT_LIMIT_BYTES, STDOUT_TAIL_BYTES } from './port.js';
@@ -34,6 +38,7 @@ export interface AttemptOptions {
   drainMs: number;
   progressPollMs: number;
   hostEnv: Readonly<Record<string, string>>;
+  launcher: Launcher;
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -60,6 +65,7 @@ export function safely<A extends unknown[]>(callback: (...args: A) => void, ...a
 export class ProcessAttempt implements RunningAttempt {
   readonly outcome: Promise<AttemptOutcome>;
   private reason: 'timeout' | 'cancel' | null = null;
+  private task: LaunchedTask | null = null;
   private group: ProcessGroup | null = null;
   private exited = false;
   private killDeadline = Infinity;
@@ -84,6 +90,7 @@ export class ProcessAttempt implements RunningAttempt {
     if (this.reason !== null || this.exited) return;
     this.reason = reason;
     if (this.group) this.signalTermination();
+    else this.task?.withdraw();
   }
 
   private signalTermination(): void {
@@ -113,7 +120,8 @@ export class ProcessAttempt implements RunningAttempt {
       const env = taskEnv(this.options.hostEnv, input.prepared.manifestEnv, input.env, protocol);
       return await this.supervise(command, env, paths.result, paths.progress);
     } catch (error) {
-      this.group?.signal('SIGKILL'); // a bug past the spawn must not leave the task running unsupervised
+      this.task?.withdraw(); // a bug past the launch must not leave the task running unsupervised
+      this.group?.signal('SIGKILL');
       throw error;
     } finally {
       await removeAttemptFiles(paths.dir);
@@ -123,42 +131,20 @@ export class ProcessAttempt implements RunningAttempt {
   private async supervise(command: string[], env: Record<string, string>, resultPath: string, progressPath: string): Promise<AttemptOutcome> {
     const { input, options } = this;
     const cwd = this.revision.dir;
-    let child: ChildProcess;
-    try {
-      // detached: setsid() in the child, so the whole tree shares one process group we can signal.
-      child = spawn(command[0]!, command.slice(1), { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    } catch (error) {
-      return failed('runner_spawn_failed', `Could not start ${JSON.stringify(command[0])} in ${cwd}: ${(error as Error).message}`);
-    }
     const tail = new TailBuffer(STDOUT_TAIL_BYTES);
-    const streamsClosed = Promise.all(
-      [child.stdout!, child.stderr!].map((stream) => new Promise<void>((resolve) => {
-        stream.once('close', resolve);
-        stream.on('error', () => {}); // a broken pipe is just the end of the output
-      })),
-    );
-    child.stdout!.on('data', (chunk: Buffer) => {
-      tail.push(chunk);
-      safely(input.onOutput, chunk, 'stdout');
+    const task = options.launcher.launch({ argv: command, cwd, env }, (chunk, stream) => {
+      if (stream === 'stdout') tail.push(chunk);
+      safely(input.onOutput, chunk, stream);
     });
-    child.stderr!.on('data', (chunk: Buffer) => safely(input.onOutput, chunk, 'stderr'));
-    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      child.once('exit', (code, signal) => resolve({ code, signal })),
-    );
-    const spawnError = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
-      child.once('spawn', () => resolve(null));
-      child.once('error', resolve);
-    });
-    if (spawnError) {
-      child.stdout!.destroy();
-      child.stderr!.destroy();
-      return this.spawnFailure(spawnError, command[0]!, cwd, env.PATH ?? '');
-    }
-    child.on('error', () => {}); // later errors (none expected: we never child.kill) must not crash the worker
+    this.task = task;
+    const start = await task.started;
+    if ('withdrawn' in start) return cancelledBeforeStart();
+    if ('lost' in start) return failed('runner_spawn_failed', `Could not start ${JSON.stringify(command[0])}: ${start.lost}.`);
+    if ('errno' in start) return this.spawnFailure(start, command[0]!, cwd, env.PATH ?? '');
     const startedAt = performance.now();
-    this.group = new ProcessGroup(child.pid!);
+    this.group = new ProcessGroup(start.pid);
     safely(input.onStart);
-    if (this.reason) this.signalTermination(); // a cancel that arrived during the spawn itself
+    if (this.reason) this.signalTermination(); // a cancel that came during the launch, too late to withdraw it
     const timeoutMs = input.timeoutS * 1000;
     const timeoutTimer = Number.isFinite(timeoutMs) && timeoutMs > 0
       ? setTimeout(() => this.terminate('timeout'), Math.min(timeoutMs, MAX_TIMER_MS))
@@ -166,21 +152,29 @@ export class ProcessAttempt implements RunningAttempt {
     const progress = new ProgressFollower(progressPath, input.onProgress, options.progressPollMs);
     progress.start();
 
-    const { code, signal } = await exit;
+    const end = await task.exited;
     this.exited = true;
     const durationMs = Math.round(performance.now() - startedAt);
     if (timeoutTimer) clearTimeout(timeoutTimer);
+    if ('lost' in end) {
+      this.group.signal('SIGKILL'); // unwatched from now on: it must not run on
+      if (this.killTimer) clearTimeout(this.killTimer);
+      await progress.finish();
+      const message = `The task was killed: ${end.lost} while it ran, so its exit and output could no longer be followed.`;
+      return { ...failed('runner_spawn_failed', message), timedOut: this.reason === 'timeout', cancelled: this.reason === 'cancel', stdoutTail: tail.text(), durationMs };
+    }
+    const { code, signal } = end;
     if (this.reason === null) {
       this.group.signal('SIGKILL');
     } else if (!(await this.group.waitGone(this.killDeadline))) {
       this.group.signal('SIGKILL');
     }
     if (this.killTimer) clearTimeout(this.killTimer);
-    const drainTimer = new AbortController();
-    await Promise.race([streamsClosed, sleep(options.drainMs, undefined, { signal: drainTimer.signal }).catch(() => {})]);
-    drainTimer.abort();
-    child.stdout!.destroy();
-    child.stderr!.destroy();
+    // A plain timer, not an aborted timers/promises sleep: that costs an AbortError with a stack per attempt.
+    let drainTimer: NodeJS.Timeout | undefined;
+    await Promise.race([task.drained, new Promise<void>((resolve) => (drainTimer = setTimeout(resolve, options.drainMs)))]);
+    clearTimeout(drainTimer);
+    task.release();
     await progress.finish();
     const result = await readResultFile(resultPath, RESULT_LIMIT_BYTES);
     return {
@@ -189,15 +183,15 @@ export class ProcessAttempt implements RunningAttempt {
     };
   }
 
-  private async spawnFailure(error: NodeJS.ErrnoException, command: string, cwd: string, path: string): Promise<AttemptOutcome> {
+  private async spawnFailure(error: { errno: string; message: string }, command: string, cwd: string, path: string): Promise<AttemptOutcome> {
     const where = command.includes('/') ? `relative to the workdir ${cwd}` : `on PATH (${path}) for a task in ${cwd}`;
-    if (error.code === 'ENOENT') {
+    if (error.errno === 'ENOENT') {
       // spawn reports a missing cwd as ENOENT of the command: tell the two apart.
       const cwdExists = await stat(cwd).then((s) => s.isDirectory(), () => false);
       if (!cwdExists) return failed('runtime_not_prepared', `The unpacked revision ${cwd} is gone (discarded while this attempt started); prepare the runtime again.`);
       return failed('runner_not_found', `The runner command "${command}" was not found ${where}, or its #! interpreter does not exist; fix runner_command (or entrypoint.command), or install the program on the worker.`);
     }
-    if (error.code === 'EACCES') {
+    if (error.errno === 'EACCES') {
       return failed('runner_not_executable', `The runner command "${command}" (${where}) may not be executed: it is a folder or lacks the x bit; chmod +x it and push again, or start it through its interpreter, e.g. ["python3", "${command}"].`);
     }
     return failed('runner_spawn_failed', `Could not start "${command}" in ${cwd}: ${error.message}`);

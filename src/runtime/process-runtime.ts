@@ -13,11 +13,15 @@
  * - Environment: the allow-list of task-env.ts (PATH, HOME, USER, LANG, LC_*, TZ, …), never the server's
  *   whole env, then manifest env, job env, and the COMPUTALOT_* variables.
  * - Not isolation: tasks run as the worker's user and can read what it can. Do not run untrusted code here.
+ * - Task processes are forked by a small resident spawner process (spawner-client.ts), started on the first
+ *   attempt and ended by `close()`, so the server's main thread never pays for fork(); `spawner: 'inline'`
+ *   spawns from the server itself instead (for comparison; behaviour is the same).
  * - `run` returns synchronously; a Prepared this runtime did not make, or has discarded, yields an outcome
  *   with `runtime_not_prepared` (the worker prepares again and retries).
  */
 import { AppError } from '../core/errors.js';
 import type { NormalizedManifest } from '../protocol/manifest.js';
+import { InlineLauncher, type Launcher, type SpawnerMode } from './launcher.js';
 import { failed, ProcessAttempt, safely, type AttemptOptions } from './process-attempt.js';
 import {
   DEFAULT_KILL_GRACE_MS,
@@ -29,6 +33,7 @@ import {
   type Runtime,
 } from './port.js';
 import { RevisionCache, revisionFolderName, type Unpacker } from './revision-cache.js';
+import { SpawnerLauncher } from './spawner-client.js';
 import { DEFAULT_PASS_ENV, hostEnv } from './task-env.js';
 
 export interface ProcessRuntimeOptions {
@@ -43,6 +48,8 @@ export interface ProcessRuntimeOptions {
   hostEnv?: NodeJS.ProcessEnv;
   /** Replaces extractTarball (tests wrap the real one to count extractions). */
   unpack?: Unpacker;
+  /** Who forks tasks: the resident spawner process (default) or the server itself (`inline`). */
+  spawner?: SpawnerMode;
 }
 
 /** What the manifest asks for that this runtime does not do, as sentences for status. */
@@ -75,15 +82,19 @@ export class ProcessRuntime implements Runtime {
   private readonly revisions: RevisionCache;
   private readonly running = new Set<RunningAttempt>();
   private readonly attemptOptions: AttemptOptions;
+  /** The launcher all attempts share (tests reach the spawner's pid through it). */
+  readonly launcher: Launcher;
   private closed = false;
 
   constructor(options: ProcessRuntimeOptions = {}) {
     this.revisions = new RevisionCache(options.unpack);
+    this.launcher = options.spawner === 'inline' ? new InlineLauncher() : new SpawnerLauncher();
     this.attemptOptions = {
       killGraceMs: options.killGraceMs ?? DEFAULT_KILL_GRACE_MS,
       drainMs: options.drainMs ?? 1_000,
       progressPollMs: options.progressPollMs ?? 100,
       hostEnv: hostEnv(options.passEnv ?? DEFAULT_PASS_ENV, options.hostEnv ?? process.env),
+      launcher: this.launcher,
     };
   }
 
@@ -146,5 +157,6 @@ export class ProcessRuntime implements Runtime {
     const attempts = [...this.running];
     for (const attempt of attempts) attempt.cancel();
     await Promise.all(attempts.map((attempt) => attempt.outcome));
+    await this.launcher.close();
   }
 }

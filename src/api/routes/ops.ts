@@ -38,9 +38,11 @@ export function opsRoutes(deps: Deps): FastifyPluginAsyncTypebox {
     app.get('/metrics', { config: { public: true }, schema: { tags: ['operations'] } }, async (request, reply) => {
       if (!LOOPBACK.has(request.ip)) {
         const header = request.headers.authorization ?? '';
-        const principal = await deps.auth.resolve(header.replace(/^Bearer\s+/i, '').trim());
-        if (!principal || principal.kind !== 'key' || principal.role !== 'admin') {
-          throw new AppError('unauthorized', { reason: '/metrics answers loopback callers and admin keys only.' });
+        const token = header.replace(/^Bearer\s+/i, '').trim();
+        const principal = token ? await deps.auth.resolve(token) : null;
+        if (!principal) throw new AppError('unauthorized', { reason: '/metrics answers loopback callers and admin keys only.' });
+        if (principal.kind !== 'key' || principal.role !== 'admin') {
+          throw new AppError('forbidden', { role: principal.kind === 'key' ? principal.role : 'worker', action: 'read /metrics from outside this machine', needed: 'admin' });
         }
       }
       return reply.type(registry.contentType).send(await registry.metrics());
