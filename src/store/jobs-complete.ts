@@ -20,10 +20,14 @@ export async function endAttemptsInTx(t: TxContext, reports: AttemptReport[]): P
   // Terminal endings per job, applied once per job after the batch: one job-row update, not one per task.
   const ended = new Map<string, number>();
   const now = Date.now();
+  // One read for the whole batch (a round trip per task costs on PostgreSQL); the guarded UPDATE below
+  // still decides, so a row that changed since this read changes nothing.
+  const rows = reports.length === 0 ? [] : await t.tx.selectFrom('tasks')
+    .select(['id', 'job_id', 'project_id', 'account_id', 'idx', 'status', 'attempt', 'lease_token', 'cancel_requested', 'node'])
+    .where('id', 'in', reports.map((r) => r.task_id)).execute();
+  const byId = new Map(rows.map((r) => [r.id, r]));
   for (const report of reports) {
-    const task = await t.tx.selectFrom('tasks')
-      .select(['id', 'job_id', 'project_id', 'account_id', 'idx', 'status', 'attempt', 'lease_token', 'cancel_requested', 'node'])
-      .where('id', '=', report.task_id).executeTakeFirst();
+    const task = byId.get(report.task_id);
     if (!task || !LIVE.includes(task.status) || task.lease_token !== report.lease_token || task.attempt !== report.attempt) {
       results.push({ task_id: report.task_id, ok: false, code: 'lease_mismatch' });
       continue;

@@ -80,8 +80,7 @@ export async function markStartedInTx(t: TxContext, reports: StartReport[]): Pro
       .returning(['job_id', 'project_id', 'account_id', 'idx']).execute();
     const row = rows[0];
     if (!row) continue;
-    await t.tx.updateTable('attempts').set({ status: 'running', started_at: r.started_at })
-      .where('task_id', '=', r.task_id).where('attempt', '=', r.attempt).execute();
+    // The attempt row gets its started_at with the ending report: one statement less per task here.
     t.emit({
       type: 'task.status', accountId: row.account_id, projectId: row.project_id, jobId: row.job_id,
       data: { job_id: row.job_id, task_id: r.task_id, index: row.idx, status: 'running', attempt: r.attempt, node: r.node },
