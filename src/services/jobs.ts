@@ -52,11 +52,28 @@ export async function submitJobs(deps: Deps, accountId: string, bodies: unknown[
   return answers as SubmitAnswer[];
 }
 
+/**
+ * Revisions never change once published (only their tarball may be released, never the active one's), so
+ * submits read each one from the store once: the project row is always read fresh, for its active id.
+ */
+const revisions = new Map<string, Revision>();
+
+async function revisionById(deps: Deps, id: string): Promise<Revision | null> {
+  const hit = revisions.get(id);
+  if (hit) return hit;
+  const revision = await deps.store.getRevision(id);
+  if (revision) {
+    if (revisions.size >= 1_000) revisions.clear();
+    revisions.set(id, revision);
+  }
+  return revision;
+}
+
 async function projectFor(deps: Deps, accountId: string, name: string, cache: Map<string, { project: Project; revision: Revision } | AppError>) {
   let entry = cache.get(name);
   if (!entry) {
     const project = await deps.store.getProject(accountId, name);
-    const revision = project?.active_revision_id ? await deps.store.getRevision(project.active_revision_id) : null;
+    const revision = project?.active_revision_id ? await revisionById(deps, project.active_revision_id) : null;
     entry = !project ? new AppError('project_not_found', { name })
       : !revision ? new AppError('project_not_pushed', { name })
       : { project, revision };

@@ -29,6 +29,9 @@ export async function connect(opts: { databaseUrl?: string | null; sqlitePath: s
   let conn: Connection;
   if (url && /^postgres(ql)?:\/\//.test(url)) {
     const pool = new pg.Pool({ connectionString: url, max: 10 });
+    // An idle pooled connection can fail (PostgreSQL restarted, the database dropped): pg then emits
+    // 'error' on the pool, which would crash the process without a listener. The next query reconnects.
+    pool.on('error', () => undefined);
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     conn = { db, dialect: 'postgres', pool, close: () => db.destroy() };
   } else {
