@@ -11,6 +11,8 @@ import type { Connection } from './connect.js';
 import { HighWater } from './high-water.js';
 
 export const NOTIFY_CHANNEL = 'computalot_events';
+/** Sent by transactions that make tasks leasable, so idle workers in every process lease at once. */
+export const WORK_CHANNEL = 'computalot_work';
 const POLL_MS = 1_000;
 
 export class EventFeed {
@@ -49,6 +51,15 @@ export class EventFeed {
     return this.highWater.advance();
   }
 
+  signalWork(): void {
+    this.emitter.emit('work');
+  }
+
+  onWork(listener: () => void): () => void {
+    this.emitter.on('work', listener);
+    return () => this.emitter.off('work', listener);
+  }
+
   subscribe(listener: (mark: number) => void): () => void {
     this.emitter.on('wake', listener);
     return () => this.emitter.off('wake', listener);
@@ -56,10 +67,11 @@ export class EventFeed {
 
   private async listen(pool: pg.Pool): Promise<void> {
     const client = await pool.connect();
-    client.on('notification', () => this.wake());
+    client.on('notification', (msg) => (msg.channel === WORK_CHANNEL ? this.signalWork() : this.wake()));
     // A broken LISTEN connection must not crash the server; the poll keeps streams moving.
     client.on('error', () => undefined);
     await client.query(`LISTEN ${NOTIFY_CHANNEL}`);
+    await client.query(`LISTEN ${WORK_CHANNEL}`);
     this.listenClient = client;
   }
 

@@ -5,7 +5,7 @@
 import type { Store } from './port.js';
 import type { StoreContext } from './tx.js';
 
-type EventVerbs = Pick<Store, 'readEvents' | 'latestEventId' | 'eventsPrunedThrough' | 'pruneEvents' | 'subscribe'>;
+type EventVerbs = Pick<Store, 'readEvents' | 'latestEventId' | 'eventsPrunedThrough' | 'pruneEvents' | 'subscribe' | 'onWork'>;
 
 const PRUNED_KEY = 'events_pruned_through';
 
@@ -46,6 +46,9 @@ export function eventVerbs(ctx: StoreContext): EventVerbs {
     },
     subscribe(listener) {
       return ctx.feed.subscribe(listener);
+    },
+    onWork(listener) {
+      return ctx.feed.onWork(listener);
     },
   };
 }

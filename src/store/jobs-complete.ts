@@ -72,6 +72,7 @@ export async function endAttemptsInTx(t: TxContext, reports: AttemptReport[]): P
       },
     });
     if (d.terminal) ended.set(task.job_id, (ended.get(task.job_id) ?? 0) + 1);
+    else t.addWork();
     results.push({ task_id: report.task_id, ok: true, status: d.status });
   }
   for (const [jobId, n] of ended) await finishJobIfDone(t, jobId, n);

@@ -94,6 +94,7 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[]): Promise<Arra
   }
   await insertChunked(t.tx, 'jobs', jobRows);
   await insertChunked(t.tx, 'tasks', taskRows);
+  if (taskRows.length > 0) t.addWork();
   return out;
 }
 

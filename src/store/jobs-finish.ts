@@ -65,6 +65,7 @@ async function startReduce(t: TxContext, jobId: string, job: { account_id: strin
   await t.tx.insertInto('tasks').values(taskRow(jobId, job, {
     index: plan.index, kind: 'reduce', payload, item: null, runner_command: plan.runner_command, meta: {},
   }, now, null)).execute();
+  t.addWork();
   t.emit({ accountId: job.account_id, projectId: job.project_id, jobId, type: 'task.status', data: { job_id: jobId, index: plan.index, status: 'queued', kind: 'reduce' } });
   return true;
 }

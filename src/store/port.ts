@@ -109,4 +109,6 @@ export interface Store {
   eventsPrunedThrough(): Promise<number>;
   pruneEvents(olderThan: string): Promise<number>;
   subscribe(listener: (latestId: number) => void): () => void;
+  /** Called when tasks may have become leasable (new jobs, requeued attempts, a reduce), in any process. */
+  onWork(listener: () => void): () => void;
 }

@@ -10,7 +10,7 @@ import { sql, type Transaction } from 'kysely';
 import { nowIso } from '../core/clock.js';
 import type { Connection } from './connect.js';
 import type { Database } from './db-types.js';
-import { NOTIFY_CHANNEL, type EventFeed } from './event-feed.js';
+import { NOTIFY_CHANNEL, WORK_CHANNEL, type EventFeed } from './event-feed.js';
 
 export interface EventInput {
   type: string;
@@ -24,9 +24,15 @@ export type Tx = Transaction<Database>;
 
 export class TxContext {
   readonly events: EventInput[] = [];
+  /** Set by changes that make tasks leasable (new, requeued): workers are told after the commit. */
+  workAdded = false;
   constructor(readonly tx: Tx, readonly dialect: Connection['dialect'], readonly leaseSeconds: number) {}
   emit(event: EventInput): void {
     this.events.push(event);
+  }
+
+  addWork(): void {
+    this.workAdded = true;
   }
 }
 
@@ -39,13 +45,18 @@ export interface StoreContext {
 
 export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T>): Promise<T> {
   let lastId = 0;
+  let work = false;
   const value = await ctx.conn.db.transaction().execute(async (tx) => {
     const t = new TxContext(tx, ctx.conn.dialect, ctx.leaseSeconds);
     const result = await fn(t);
     if (t.events.length > 0) lastId = await appendEvents(t);
+    work = t.workAdded;
+    if (work && t.dialect === 'postgres') await sql`select pg_notify(${WORK_CHANNEL}, '')`.execute(t.tx);
     return result;
   });
   if (lastId > 0) ctx.feed.wake(lastId);
+  // Only changes that add leasable tasks wake workers: a lease or a report never makes a worker lease again.
+  if (work) ctx.feed.signalWork();
   return value;
 }
 

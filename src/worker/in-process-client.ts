@@ -48,6 +48,6 @@ export class InProcessClient implements WorkerClient {
   }
 
   onWork(listener: () => void): () => void {
-    return this.store.subscribe(listener);
+    return this.store.onWork(listener);
   }
 }
