@@ -14,6 +14,8 @@
  *
  * Job:      queued ─▶ running ─▶ completed | partial | failed | cancelled   (queued ─▶ cancelled too)
  * Task:     queued ─▶ preparing ─▶ running ─▶ completed | failed | cancelled; a retry goes back to queued
+ *           (queued ─▶ failed: queue timeout; preparing ─▶ completed | failed: the attempt ended before its
+ *           start was recorded, or never started)
  * Worker:   online ─▶ draining ─▶ offline; online ─▶ offline when its heartbeats stop
  */
 
@@ -47,8 +49,8 @@ export const TASK_STATES = ['queued', 'preparing', 'running', 'completed', 'fail
 export type TaskState = (typeof TASK_STATES)[number];
 
 export const TASK_TRANSITIONS: Record<TaskState, readonly TaskState[]> = {
-  queued: ['preparing', 'running', 'failed', 'cancelled'],
-  preparing: ['running', 'queued', 'failed', 'cancelled'],
+  queued: ['preparing', 'failed', 'cancelled'],
+  preparing: ['running', 'queued', 'completed', 'failed', 'cancelled'],
   running: ['completed', 'failed', 'queued', 'cancelled'],
   completed: [],
   failed: [],

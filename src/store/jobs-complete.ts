@@ -6,13 +6,15 @@
  */
 import { decideAttempt } from '../core/attempt-decision.js';
 import { nowIso } from '../core/clock.js';
+import { allowedFrom, TASK_TRANSITIONS } from '../core/states.js';
 import type { AttemptReport } from '../core/model.js';
 import { finishJobIfDone } from './jobs-finish.js';
 import type { TxContext } from './tx.js';
 
 export type EndResult = { task_id: string; ok: true; status: string } | { task_id: string; ok: false; code: 'lease_mismatch' };
 
-const LIVE = ['preparing', 'running'];
+/** Tasks an attempt can end from: those a worker holds (any other status means the lease is stale). */
+const LIVE = allowedFrom(TASK_TRANSITIONS, 'completed');
 
 export async function endAttemptsInTx(t: TxContext, reports: AttemptReport[]): Promise<EndResult[]> {
   const results: EndResult[] = [];
@@ -28,7 +30,7 @@ export async function endAttemptsInTx(t: TxContext, reports: AttemptReport[]): P
   const byId = new Map(rows.map((r) => [r.id, r]));
   for (const report of reports) {
     const task = byId.get(report.task_id);
-    if (!task || !LIVE.includes(task.status) || task.lease_token !== report.lease_token || task.attempt !== report.attempt) {
+    if (!task || !(LIVE as string[]).includes(task.status) || task.lease_token !== report.lease_token || task.attempt !== report.attempt) {
       results.push({ task_id: report.task_id, ok: false, code: 'lease_mismatch' });
       continue;
     }

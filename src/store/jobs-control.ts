@@ -4,6 +4,7 @@
  * feedback and lease renewals that heartbeats carry.
  */
 import { addSeconds, nowIso } from '../core/clock.js';
+import { allowedFrom, TASK_TRANSITIONS } from '../core/states.js';
 import { finishJobIfDone } from './jobs-finish.js';
 import type { TxContext } from './tx.js';
 
@@ -14,6 +15,7 @@ export async function cancelJobInTx(t: TxContext, jobId: string, reason: string)
   const cancelled = await t.tx.updateTable('tasks')
     .set({ status: 'cancelled', status_reason: reason, finished_at: now })
     .where('job_id', '=', jobId).where('status', '=', 'queued')
+    .where('status', 'in', allowedFrom(TASK_TRANSITIONS, 'cancelled'))
     .returning(['id', 'idx', 'account_id', 'project_id']).execute();
   const running = await t.tx.updateTable('tasks').set({ cancel_requested: 1, status_reason: `${reason}; stopping` })
     .where('job_id', '=', jobId).where('status', 'in', LIVE).executeTakeFirst();

@@ -10,7 +10,12 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { addSeconds, nowIso } from '../core/clock.js';
 import type { LeasedTask } from '../core/model.js';
+import { allowedFrom, JOB_TRANSITIONS, TASK_TRANSITIONS } from '../core/states.js';
 import type { TxContext } from './tx.js';
+
+/** A job starts running only from queued (its first lease); a start report applies only to a leased task. */
+const TO_RUNNING_JOB = allowedFrom(JOB_TRANSITIONS, 'running');
+const STARTED_FROM = allowedFrom(TASK_TRANSITIONS, 'running').filter((s) => s !== 'queued');
 
 export interface LeaseRequest { workerId: string; node: string; profile: string; slots: number }
 
@@ -32,7 +37,7 @@ export async function leaseInTx(t: TxContext, req: LeaseRequest): Promise<Leased
       status: 'preparing', attempt: eb('attempt', '+', 1), worker_id: req.workerId, lease_token: token,
       lease_expires_at: addSeconds(now, t.leaseSeconds), node: req.node, status_reason: reason,
     }))
-    .where('id', 'in', candidates.map((c) => c.id)).where('status', '=', 'queued')
+    .where('id', 'in', candidates.map((c) => c.id)).where('status', 'in', allowedFrom(TASK_TRANSITIONS, 'preparing'))
     .returning(['id', 'job_id', 'project_id', 'account_id', 'idx', 'attempt', 'payload', 'runner_command', 'kind'])
     .execute();
   if (leased.length === 0) return [];
@@ -48,7 +53,7 @@ export async function leaseInTx(t: TxContext, req: LeaseRequest): Promise<Leased
       'jobs.checkpoint', 'jobs.runner_command', 'jobs.tasks_total', 'projects.name as project'])
     .where('jobs.id', 'in', jobIds).execute();
   const started = await t.tx.updateTable('jobs').set({ status: 'running', started_at: now, status_reason: reason })
-    .where('id', 'in', jobIds).where('status', '=', 'queued').returning(['id', 'account_id', 'project_id']).execute();
+    .where('id', 'in', jobIds).where('status', 'in', TO_RUNNING_JOB).returning(['id', 'account_id', 'project_id']).execute();
   for (const job of started) {
     t.emit({ type: 'job.status', accountId: job.account_id, projectId: job.project_id, jobId: job.id, data: { job_id: job.id, status: 'running', status_reason: reason } });
   }
@@ -76,7 +81,7 @@ export async function markStartedInTx(t: TxContext, reports: StartReport[]): Pro
   for (const r of reports) {
     const rows = await t.tx.updateTable('tasks')
       .set({ status: 'running', started_at: r.started_at, status_reason: `running on ${r.node}` })
-      .where('id', '=', r.task_id).where('lease_token', '=', r.lease_token).where('status', '=', 'preparing')
+      .where('id', '=', r.task_id).where('lease_token', '=', r.lease_token).where('status', 'in', STARTED_FROM)
       .returning(['job_id', 'project_id', 'account_id', 'idx']).execute();
     const row = rows[0];
     if (!row) continue;
