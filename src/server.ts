@@ -36,6 +36,7 @@ export async function startServer(config: Config, opts: { logger?: boolean | obj
   const deps: Deps = {
     config, store, blobs, auth: new Authenticator(store), runtime, log: undefined as never,
     nudgeWorkers: () => embedded?.nudge(),
+    reserveSlots: (profile, tasks) => embedded?.reserve(profile, tasks) ?? null,
   };
   const { app, beginShutdown } = await buildApp(deps, { logger });
   deps.log = app.log;

@@ -15,4 +15,6 @@ export interface Deps {
   log: FastifyBaseLogger;
   /** Asks embedded workers to heartbeat now (a cancel reaches them at once instead of within 10 s). */
   nudgeWorkers(): void;
+  /** Direct dispatch to embedded workers with free slots (null without embedded workers). */
+  reserveSlots(profile: string, tasks: number): import('../worker/embedded.js').DirectSlots | null;
 }

@@ -15,7 +15,7 @@ import { validateSubmit, type JobObject, type ResultsObject, type TaskObject, ty
 import type { NewJob } from '../store/port.js';
 import type { Deps } from './deps.js';
 
-export type SubmitAnswer = { id: string; replayed: boolean; created_at: string; job: NewJob } | { error: AppError };
+export type SubmitAnswer = { id: string; replayed: boolean; created_at: string; job: NewJob; started: number } | { error: AppError };
 
 /** Stable hash of a request body (keys sorted), for idempotency: same key + same body = same job. */
 export function requestHash(body: unknown): string {
@@ -45,9 +45,13 @@ export async function submitJobs(deps: Deps, accountId: string, bodies: unknown[
       answers.push({ error: err });
     }
   }
-  const created = jobs.length > 0 ? await deps.store.createJobs(jobs) : [];
-  created.forEach((outcome, i) => {
-    answers[slots[i]!] = isAppError(outcome) ? { error: outcome } : { id: outcome.job_id, replayed: outcome.replayed, created_at: outcome.created_at, job: jobs[i]! };
+  const { outcomes, leased } = await createWithDirectDispatch(deps, jobs);
+  const started = new Map<string, number>();
+  for (const task of leased.flat()) started.set(task.job_id, (started.get(task.job_id) ?? 0) + 1);
+  outcomes.forEach((outcome, i) => {
+    answers[slots[i]!] = isAppError(outcome) ? { error: outcome } : {
+      id: outcome.job_id, replayed: outcome.replayed, created_at: outcome.created_at, job: jobs[i]!, started: started.get(outcome.job_id) ?? 0,
+    };
   });
   return answers as SubmitAnswer[];
 }
@@ -67,6 +71,26 @@ async function revisionById(deps: Deps, id: string): Promise<Revision | null> {
     revisions.set(id, revision);
   }
   return revision;
+}
+
+/**
+ * Creates the jobs; when embedded workers have free slots, they lease in the same transaction and start
+ * the tasks at once (no second transaction, no wake-up on the dispatch path). The promised slots are given
+ * back whatever happens.
+ */
+async function createWithDirectDispatch(deps: Deps, jobs: NewJob[]) {
+  if (jobs.length === 0) return { outcomes: [], leased: [] };
+  const profile = jobs[0]!.profile;
+  const tasks = jobs.filter((j) => j.profile === profile).reduce((n, j) => n + j.tasks.length, 0);
+  const slots = deps.reserveSlots(profile, tasks);
+  let leased: import('../core/model.js').LeasedTask[][] = [];
+  try {
+    const created = await deps.store.createJobs(jobs, slots?.requests ?? []);
+    leased = created.leased;
+    return created;
+  } finally {
+    slots?.accept(leased);
+  }
 }
 
 async function projectFor(deps: Deps, accountId: string, name: string, cache: Map<string, { project: Project; revision: Revision } | AppError>) {
@@ -133,12 +157,12 @@ export async function liveWorkers(deps: Pick<Deps, 'store'>): Promise<Worker[]> 
 }
 
 /** The answer to a fresh submit, from what was just stored: no second read on the dispatch path. */
-export function newJobObject(id: string, createdAt: string, job: NewJob): Static<typeof JobObject> {
-  const counts = { queued: job.tasks.length, preparing: 0, running: 0, completed: 0, failed: 0, cancelled: 0 };
+export function newJobObject(id: string, createdAt: string, job: NewJob, started = 0): Static<typeof JobObject> {
+  const counts = { queued: job.tasks.length - started, preparing: started, running: 0, completed: 0, failed: 0, cancelled: 0 };
   return <Static<typeof JobObject>>{
-    id, type: job.type, project: job.project, content_hash: job.content_hash, status: 'queued',
-    status_reason: 'waiting for a worker', error: null, recommended_action: null, created_at: createdAt,
-    started_at: null, finished_at: null, timeout_s: job.timeout_s, tasks_total: job.tasks_total, tasks: counts,
+    id, type: job.type, project: job.project, content_hash: job.content_hash, status: started > 0 ? 'running' : 'queued',
+    status_reason: started > 0 ? `preparing ${started} task(s)` : 'waiting for a worker', error: null, recommended_action: null,
+    created_at: createdAt, started_at: started > 0 ? createdAt : null, finished_at: null, timeout_s: job.timeout_s, tasks_total: job.tasks_total, tasks: counts,
     progress: 0, meta: job.meta, variant: job.variant, runner_command: job.runner_command, profile: job.profile,
     priority: job.priority,
   };

@@ -16,7 +16,14 @@ type JobVerbs = Pick<Store,
 export function jobVerbs(ctx: StoreContext): JobVerbs {
   return {
     ...jobReads(ctx),
-    createJobs: (jobs) => inTx(ctx, (t) => createJobsInTx(t, jobs)),
+    // Direct dispatch: the workers that reserved slots lease in the creating transaction itself, in queue
+    // order (so older or higher-priority tasks still go first), saving a transaction and a wake-up.
+    createJobs: (jobs, direct = []) => inTx(ctx, async (t) => {
+      const outcomes = await createJobsInTx(t, jobs);
+      const leased = [];
+      for (const req of direct) leased.push(await leaseInTx(t, req));
+      return { outcomes, leased };
+    }),
     cancelJob: (jobId, reason) => inTx(ctx, (t) => cancelJobInTx(t, jobId, reason)),
     registerWorker: (info) => registerWorker(ctx, info),
     setWorkerStatus: (workerId, status) => inTx(ctx, (t) => setWorkerStatusInTx(t, workerId, status)),

@@ -86,7 +86,8 @@ export interface Store {
   kvSweepExpired(): Promise<number>;
 
   // jobs (SPEC §6)
-  createJobs(jobs: NewJob[]): Promise<Array<CreateOutcome | AppError>>;
+  /** Creates jobs in one transaction; each `direct` request then leases for its worker in the same one. */
+  createJobs(jobs: NewJob[], direct?: LeaseRequest[]): Promise<{ outcomes: Array<CreateOutcome | AppError>; leased: LeasedTask[][] }>;
   getJob(accountId: string, id: string): Promise<(JobRecord & { counts: TaskCounts }) | null>;
   listJobs(accountId: string, filter: { projectId?: string; status?: string }, page: PageQuery): Promise<Page<JobRecord>>;
   listTasks(jobId: string, page: PageQuery): Promise<Page<TaskRecord & { attempts: AttemptRecord[] }>>;

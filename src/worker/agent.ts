@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { LeasedTask, Worker } from '../core/model.js';
 import type { AttemptReport } from '../core/model.js';
 import type { Prepared, Runtime, RunningAttempt } from '../runtime/port.js';
-import type { LiveUpdate, StartReport } from '../store/port.js';
+import type { LeaseRequest, LiveUpdate, StartReport } from '../store/port.js';
 import { attemptReport } from './attempt-report.js';
 import type { WorkerClient } from './client.js';
 import { OutputSink } from './output-sink.js';
@@ -42,6 +42,8 @@ export class WorkerAgent {
   private pending = { started: [] as StartReport[], live: [] as LiveUpdate[], ended: [] as AttemptReport[] };
   private leasing = false;
   private leaseAgain = false;
+  /** Slots promised to a lease in flight (pump) or to a submit's direct lease (reserve). */
+  private promised = 0;
   private flushing: Promise<void> | null = null;
   private stopping = false;
   private timers: NodeJS.Timeout[] = [];
@@ -76,14 +78,18 @@ export class WorkerAgent {
       this.leaseAgain = true;
       return;
     }
-    const free = this.opts.slots - this.running.size;
+    const free = this.free();
     if (free <= 0) return;
     this.leasing = true;
+    this.promised += free;
     this.client.lease({ workerId: this.worker.id, node: this.worker.node, profile: this.opts.profile, slots: free })
       .then((tasks) => {
+        this.promised -= free;
         for (const task of tasks) this.begin(task);
+      }, (err) => {
+        this.promised -= free;
+        this.opts.log?.warn({ err }, 'lease failed; will retry');
       })
-      .catch((err) => this.opts.log?.warn({ err }, 'lease failed; will retry'))
       .finally(() => {
         this.leasing = false;
         if (this.leaseAgain) {
@@ -91,6 +97,29 @@ export class WorkerAgent {
           this.pump();
         }
       });
+  }
+
+  private free(): number {
+    return this.opts.slots - this.running.size - this.promised;
+  }
+
+  /**
+   * Direct dispatch (embedded workers): promises up to `max` free slots to a submit that will lease them
+   * in its own transaction, and returns the lease request to make there, or null when no slot is free.
+   * The submit must then call `acceptDirect` with what it leased (possibly nothing), exactly once.
+   */
+  reserve(profile: string, max: number): LeaseRequest | null {
+    if (this.stopping || !this.worker || profile !== this.opts.profile) return null;
+    const slots = Math.min(max, this.free());
+    if (slots <= 0) return null;
+    this.promised += slots;
+    return { workerId: this.worker.id, node: this.worker.node, profile, slots };
+  }
+
+  acceptDirect(reserved: number, tasks: LeasedTask[]): void {
+    this.promised -= reserved;
+    for (const task of tasks) this.begin(task);
+    if (tasks.length < reserved) this.pump();
   }
 
   private begin(task: LeasedTask): void {

@@ -7,13 +7,22 @@ import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Runtime } from '../runtime/port.js';
 import type { BlobStore } from '../store/blob-store.js';
-import type { Store } from '../store/port.js';
+import type { LeasedTask } from '../core/model.js';
+import type { LeaseRequest, Store } from '../store/port.js';
 import { WorkerAgent } from './agent.js';
 import { InProcessClient } from './in-process-client.js';
+
+export interface DirectSlots {
+  requests: LeaseRequest[];
+  /** Hands each request's leased tasks to its worker (empty arrays free the promised slots). */
+  accept(leased: LeasedTask[][]): void;
+}
 
 export interface EmbeddedWorkers {
   agents: WorkerAgent[];
   nudge(): void;
+  /** Promises free slots of embedded workers to one submit (direct dispatch), or null when none is free. */
+  reserve(profile: string, tasks: number): DirectSlots | null;
   stop(): Promise<void>;
 }
 
@@ -34,6 +43,24 @@ export async function startEmbeddedWorkers(opts: {
   return {
     agents,
     nudge: () => { for (const a of agents) a.beatSoon(); },
+    reserve(profile, tasks) {
+      const picked: Array<{ agent: WorkerAgent; request: LeaseRequest }> = [];
+      let left = tasks;
+      for (const agent of agents) {
+        if (left <= 0) break;
+        const request = agent.reserve(profile, left);
+        if (!request) continue;
+        picked.push({ agent, request });
+        left -= request.slots;
+      }
+      if (picked.length === 0) return null;
+      return {
+        requests: picked.map((p) => p.request),
+        accept(leased) {
+          picked.forEach((p, i) => p.agent.acceptDirect(p.request.slots, leased[i] ?? []));
+        },
+      };
+    },
     async stop() {
       await Promise.all(agents.map((a) => a.stop()));
       await opts.runtime.close();

@@ -40,7 +40,7 @@ export function jobRoutes(deps: Deps, streams: Set<() => void>): FastifyPluginAs
         return jobObject((await store.getJob(accountOf(request), answer.id))!);
       }
       reply.code(201);
-      return newJobObject(answer.id, answer.created_at, answer.job);
+      return newJobObject(answer.id, answer.created_at, answer.job, answer.started);
     });
 
     app.post('/jobs/batch', {
