@@ -118,6 +118,11 @@ export class WorkerAgent {
 
   acceptDirect(reserved: number, tasks: LeasedTask[]): void {
     this.promised -= reserved;
+    if (this.stopping) {
+      // Stopped between the reservation and its commit: give the tasks back without spending an attempt.
+      for (const task of tasks) this.end(this.notRun(task, 'handed_back', null));
+      return;
+    }
     for (const task of tasks) this.begin(task);
     if (tasks.length < reserved) this.pump();
   }
