@@ -41,13 +41,15 @@ export function jobReads({ conn }: StoreContext) {
       if (!row) return null;
       return { ...toJob(row), counts: await taskCounts(db, id) };
     },
-    async listJobs(accountId: string, filter: { projectId?: string; status?: string }, { limit, cursor }: PageQuery): Promise<Page<JobRecord>> {
+    async listJobs(accountId: string, filter: { projectId?: string; status?: string }, { limit, cursor }: PageQuery): Promise<Page<JobRecord & { counts: TaskCounts }>> {
       const after = decodeCursor(cursor);
       let q = jobQuery().where('jobs.account_id', '=', accountId).orderBy('jobs.id', 'desc').limit(limit + 1);
       if (filter.projectId) q = q.where('jobs.project_id', '=', filter.projectId);
       if (filter.status) q = q.where('jobs.status', '=', filter.status);
       if (after !== null) q = q.where('jobs.id', '<', String(after));
-      return pageOf((await q.execute()).map(toJob), limit, (j) => j.id);
+      const page = pageOf((await q.execute()).map(toJob), limit, (j) => j.id);
+      const items = await Promise.all(page.items.map(async (j) => ({ ...j, counts: await taskCounts(db, j.id) })));
+      return { items, next_cursor: page.next_cursor };
     },
     async listTasks(jobId: string, { limit, cursor }: PageQuery): Promise<Page<TaskRecord & { attempts: AttemptRecord[] }>> {
       const after = decodeCursor(cursor);

@@ -89,7 +89,7 @@ export interface Store {
   /** Creates jobs in one transaction; each `direct` request then leases for its worker in the same one. */
   createJobs(jobs: NewJob[], direct?: LeaseRequest[]): Promise<{ outcomes: Array<CreateOutcome | AppError>; leased: LeasedTask[][] }>;
   getJob(accountId: string, id: string): Promise<(JobRecord & { counts: TaskCounts }) | null>;
-  listJobs(accountId: string, filter: { projectId?: string; status?: string }, page: PageQuery): Promise<Page<JobRecord>>;
+  listJobs(accountId: string, filter: { projectId?: string; status?: string }, page: PageQuery): Promise<Page<JobRecord & { counts: TaskCounts }>>;
   listTasks(jobId: string, page: PageQuery): Promise<Page<TaskRecord & { attempts: AttemptRecord[] }>>;
   resultRows(jobId: string): Promise<TaskRecord[]>;
   cancelJob(jobId: string, reason: string): Promise<{ cancelled_tasks: number; cancelling_tasks: number }>;

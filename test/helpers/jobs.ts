@@ -7,6 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { call } from './http.js';
 import { ROOT } from './server.js';
 
+export { alive } from './processes.js';
+
 export const FINISHED = ['completed', 'partial', 'failed', 'cancelled'];
 
 export async function pushFixture(base: string, token: string, project: string): Promise<void> {
@@ -40,13 +42,4 @@ export async function results(base: string, token: string, id: string) {
 
 export async function tasks(base: string, token: string, id: string) {
   return (await call(base, 'GET', `/api/v1/jobs/${id}/tasks`, { token })).body.tasks as any[];
-}
-
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import type { AttemptInput, AttemptOutcome, Prepared, Progress } from '../../src
 import { RESULT_LIMIT_BYTES, RuntimeError } from '../../src/runtime/port.js';
 import { ProcessRuntime } from '../../src/runtime/process-runtime.js';
 import { cleanupArchives, gnuTar, makeTree, toolSkip } from '../helpers/archives.js';
+import { alive } from '../helpers/processes.js';
 
 const skip = toolSkip('tar', 'python3');
 
@@ -113,16 +114,6 @@ function start(overrides: Partial<AttemptInput> & { runnerCommand: string[] }, r
 
 const text = (run: Pick<Run, 'output'>) => run.output.map(([, chunk]) => chunk).join('');
 const pidsIn = (out: string) => [...out.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
-
-/** A live process: present in /proc and not a zombie waiting for pid 1 to reap it. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 before(async () => {
   // The interpreter itself: a shim on PATH (pyenv, asdf) adds variables of its own to the env under test.

@@ -18,6 +18,7 @@ import type { AttemptInput, AttemptOutcome, Prepared } from '../../src/runtime/p
 import { STDOUT_TAIL_BYTES } from '../../src/runtime/port.js';
 import { ProcessRuntime } from '../../src/runtime/process-runtime.js';
 import type { SpawnerLauncher } from '../../src/runtime/spawner-client.js';
+import { alive } from '../helpers/processes.js';
 
 const NODE = process.execPath;
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -57,16 +58,6 @@ function run(runtime: ProcessRuntime, prepared: Prepared, runnerCommand: string[
     ...extra,
   });
   return { attempt, seen, outcome: attempt.outcome as Promise<AttemptOutcome> };
-}
-
-/** A live process: in /proc and not a zombie. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 async function until(condition: () => boolean, ms = 3_000): Promise<boolean> {

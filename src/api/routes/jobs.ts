@@ -62,7 +62,7 @@ export function jobRoutes(deps: Deps, streams: Set<() => void>): FastifyPluginAs
       const projectId = request.query.project ? (await loadProject(store, request, request.query.project)).id : undefined;
       const page = await store.listJobs(accountOf(request), { projectId, status: request.query.status }, pageQuery(request.query));
       const live = await liveWorkers(deps);
-      const jobs = await Promise.all(page.items.map(async (j) => jobObject((await store.getJob(j.account_id, j.id))!, live)));
+      const jobs = page.items.map((j) => jobObject(j, live));
       return { jobs, next_cursor: page.next_cursor };
     });
 

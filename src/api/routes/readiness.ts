@@ -33,17 +33,18 @@ export function readinessRoutes(deps: Deps): FastifyPluginAsyncTypebox {
       },
     }, async (request, reply) => {
       const project = await loadProject(store, request, request.params.name);
-      const { revision, readiness } = await projectReadiness(deps, project);
+      const revision = project.active_revision_id ? await store.getRevision(project.active_revision_id) : null;
       if (!revision) throw new AppError('project_not_pushed', { name: project.name });
       const snapshot = await store.readinessSnapshot(project, revision.content_hash);
       const warm = new Set(snapshot.runtimes.filter((r) => r.state === 'warm').map((r) => r.worker_id));
-      const targets = snapshot.workers.filter((w) => isLive(w, Date.now()) && !warm.has(w.id)).map((w) => w.id);
+      const live = snapshot.workers.filter((w) => isLive(w, Date.now()));
+      const targets = live.filter((w) => !warm.has(w.id)).map((w) => w.id);
       await store.requestInit(project, revision.content_hash, targets);
       deps.nudgeWorkers();
       reply.code(202);
       return {
         name: project.name, content_hash: revision.content_hash, targeted_workers: targets.length,
-        already_warm: readiness.workers.warm,
+        already_warm: live.length - targets.length,
       };
     });
 
