@@ -22,6 +22,10 @@ export interface Config {
   maxTarballEntries: number;
   keepRevisions: number;
   warmIdleSeconds: number;
+  podman: string;
+  runsc: string;
+  buildNetwork: string;
+  minFreeDiskMb: number;
   sseHeartbeatMs: number;
   eventRetentionSeconds: number;
   kvMaxKeys: number;
@@ -71,6 +75,10 @@ export function loadConfig(env: Env = process.env): Config {
     maxTarballEntries: int(env, 'COMPUTALOT_MAX_TARBALL_ENTRIES', 100_000, 1),
     keepRevisions: int(env, 'COMPUTALOT_KEEP_REVISIONS', 10, 1),
     warmIdleSeconds: int(env, 'COMPUTALOT_WARM_IDLE_S', 600, 1),
+    podman: env.COMPUTALOT_PODMAN || 'podman',
+    runsc: env.COMPUTALOT_RUNSC || '/usr/bin/runsc',
+    buildNetwork: env.COMPUTALOT_BUILD_NETWORK || 'none',
+    minFreeDiskMb: int(env, 'COMPUTALOT_MIN_FREE_DISK_MB', 2048, 0),
     sseHeartbeatMs: int(env, 'COMPUTALOT_SSE_HEARTBEAT_MS', 15_000, 10),
     eventRetentionSeconds: int(env, 'COMPUTALOT_EVENT_RETENTION_S', 7 * 24 * 3600, 1),
     kvMaxKeys: int(env, 'COMPUTALOT_KV_MAX_KEYS', 10_000, 1),

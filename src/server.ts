@@ -10,6 +10,7 @@ import type { Config } from './config.js';
 import { startHousekeeping } from './scheduler/housekeeping.js';
 import { startJobSweeper } from './scheduler/job-sweeper.js';
 import { ProcessRuntime } from './runtime/process-runtime.js';
+import { OciRuntime } from './runtime/oci/oci-runtime.js';
 import { startEmbeddedWorkers, type EmbeddedWorkers } from './worker/embedded.js';
 import { bootstrapAdmin } from './services/bootstrap.js';
 import type { Deps } from './services/deps.js';
@@ -30,7 +31,7 @@ export async function startServer(config: Config, opts: { logger?: boolean | obj
   const store = await openStore({ databaseUrl: config.databaseUrl, sqlitePath: join(config.dataDir, 'computalot.db'), leaseSeconds: config.leaseSeconds });
   const blobs = new BlobStore(config.dataDir);
   await blobs.init();
-  const runtime = await detectRuntime(config.runtime);
+  const runtime = await detectRuntime(config.runtime, { podman: config.podman, runsc: config.runsc });
   const logger = opts.logger ?? { level: config.logLevel, redact: ['req.headers.authorization'] };
   let embedded: EmbeddedWorkers | null = null;
   const deps: Deps = {
@@ -52,7 +53,13 @@ export async function startServer(config: Config, opts: { logger?: boolean | obj
   if (config.localWorkers > 0) {
     embedded = await startEmbeddedWorkers({
       count: config.localWorkers, slots: config.workerSlots, store, blobs, dataDir: config.dataDir, log: app.log,
-      runtime: new ProcessRuntime(), heartbeatMs: config.heartbeatMs,
+      runtime: runtime.kind === 'oci'
+        ? new OciRuntime({
+          engine: { podman: config.podman, runsc: config.runsc }, allowRunc: config.allowRunc, warmIdleS: config.warmIdleSeconds,
+          minFreeDiskMb: config.minFreeDiskMb, buildNetwork: config.buildNetwork, slots: config.workerSlots,
+        })
+        : new ProcessRuntime(),
+      heartbeatMs: config.heartbeatMs,
     });
   }
   const address = await app.listen({ host: config.host, port: config.port });

@@ -79,6 +79,8 @@ export interface Prepared {
   readonly manifestEnv: Readonly<Record<string, string>>;
   /** Plain sentences for status: what this runtime does not do that the manifest asks for. */
   readonly warnings: readonly string[];
+  /** The manifest's validation checks as they ran during preparation (oci). */
+  readonly validation?: readonly ValidationCheck[];
 }
 
 export interface AttemptIds {
@@ -164,6 +166,19 @@ export interface Runtime {
   discard(prepared: Prepared): Promise<void>;
   /** Shutdown: cancels every running attempt, waits for their outcomes, releases resident resources. */
   close(): Promise<void>;
+  /** Whether a prepared runtime can still run attempts (a sandbox may die or be dropped when idle). */
+  isLive?(prepared: Prepared): boolean;
+  /** Calls back when the runtime drops a prepared runtime on its own (idle, disk, crash, invalidate). */
+  onDropped?(listener: (projectId: string, contentHash: string, reason: string) => void): () => void;
+  /** SPEC §5 invalidate: drops the project's runtimes and images; the next build skips the layer cache. */
+  invalidate?(projectId: string): Promise<void>;
+}
+
+/** A validation check's outcome, for /status/details `validation`. */
+export interface ValidationCheck {
+  check: string;
+  ok: boolean;
+  message: string;
 }
 
 /** SPEC §7: a result over 10 MiB fails the attempt; adapters read at most one byte more than this. */
@@ -178,6 +193,8 @@ export class RuntimeError extends Error {
     readonly code: string,
     message: string,
     readonly phase: RuntimePhase,
+    /** The validation checks, when validation failed. */
+    readonly validation?: readonly ValidationCheck[],
   ) {
     super(message);
     this.name = 'RuntimeError';

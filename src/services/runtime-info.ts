@@ -1,8 +1,13 @@
 /**
- * Which runtime embedded workers use (SPEC §1 COMPUTALOT_RUNTIME): `auto` picks `oci` when podman or
- * docker answers, else `process` with a warning that logs, /health and every project status repeat.
+ * Which runtime embedded workers use (SPEC §1 COMPUTALOT_RUNTIME):
+ * - `oci`: podman must answer `podman info` and runsc must exist, else the server refuses to start and says
+ *   what to install (`npm run setup`);
+ * - `auto`: `oci` when both are there, else `process` with a warning that logs, /health and every project
+ *   status repeat;
+ * - `process`: host processes, no sandbox (development, hosts without a container engine).
  */
 import { execFile } from 'node:child_process';
+import { access, constants } from 'node:fs/promises';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -14,37 +19,34 @@ export interface RuntimeInfo {
   warning: string | null;
 }
 
-async function findEngine(): Promise<string | null> {
-  for (const engine of ['podman', 'docker']) {
-    try {
-      // `info` needs a working engine; `--version` answers even when only a client is installed.
-      await run(engine, ['info'], { timeout: 15_000 });
-      return engine;
-    } catch {
-      // not installed or not runnable: try the next one
-    }
+export interface EngineProbe {
+  podman: string;
+  runsc: string;
+}
+
+/** Why the oci runtime cannot run here, or null when it can. */
+export async function ociUnavailable(probe: EngineProbe): Promise<string | null> {
+  try {
+    // `info` needs a working engine; `--version` answers even when only a client is installed.
+    await run(probe.podman, ['info', '--format', '{{.Host.OCIRuntime.Name}}'], { timeout: 30_000 });
+  } catch (error) {
+    return `podman does not answer (${(error as Error).message.split('\n')[0]}); run \`npm run setup\` as root to install podman, runc and gVisor`;
+  }
+  if (!(await access(probe.runsc, constants.X_OK).then(() => true, () => false))) {
+    return `gVisor's runsc is not at ${probe.runsc}; run \`npm run setup\` (or set COMPUTALOT_RUNSC)`;
   }
   return null;
 }
 
-export async function detectRuntime(configured: RuntimeInfo['configured']): Promise<RuntimeInfo> {
+export async function detectRuntime(configured: RuntimeInfo['configured'], probe: EngineProbe = { podman: 'podman', runsc: '/usr/bin/runsc' }): Promise<RuntimeInfo> {
   if (configured === 'process') {
     return { configured, kind: 'process', engine: null, warning: 'Tasks run as host processes without a sandbox (COMPUTALOT_RUNTIME=process); the Dockerfile is not used.' };
   }
-  // The sandboxed oci runtime is the next step of the roadmap (docs/roadmap.md); until it lands, say so
-  // rather than pretend: `oci` refuses to start and `auto` runs processes with a warning.
-  if (configured === 'oci') {
-    throw new Error('COMPUTALOT_RUNTIME=oci: the sandboxed runtime is not available in this version yet; use COMPUTALOT_RUNTIME=process (or auto).');
-  }
-  const engine = await findEngine();
-  if (engine) {
-    return {
-      configured, kind: 'process', engine,
-      warning: `${engine} was found, but the sandboxed runtime is not available in this version yet, so tasks run as host processes without a sandbox.`,
-    };
-  }
+  const missing = await ociUnavailable(probe);
+  if (!missing) return { configured, kind: 'oci', engine: 'podman', warning: null };
+  if (configured === 'oci') throw new Error(`COMPUTALOT_RUNTIME=oci: ${missing}.`);
   return {
     configured, kind: 'process', engine: null,
-    warning: 'No container engine (podman or docker) was found, so tasks run as host processes without a sandbox; run `npm run setup` to install podman and gVisor.',
+    warning: `The sandboxed runtime is not available (${missing}), so tasks run as host processes without a sandbox.`,
   };
 }

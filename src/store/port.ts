@@ -75,6 +75,10 @@ export interface Store {
   readinessSnapshot(project: Project, contentHash: string | null): Promise<ReadinessSnapshot>;
   requestInit(project: Project, contentHash: string, workerIds: string[]): Promise<void>;
   pendingInits(workerId: string): Promise<RuntimeTarget[]>;
+  /** What a worker preparing this revision says it is doing ("preparing runtime on node-1: build step 2/4"). */
+  preparingReason(projectId: string, contentHash: string): Promise<string | null>;
+  /** Runtimes of this worker that an invalidate marked stale and the worker has not discarded yet. */
+  pendingInvalidations(workerId: string): Promise<RuntimeTarget[]>;
   invalidate(project: Project): Promise<string>;
   cancelQueued(project: Project): Promise<{ cancelled_jobs: number; cancelled_tasks: number }>;
 

@@ -11,7 +11,10 @@ import type { Store } from './port.js';
 import { toRuntime, toWorker } from './rows.js';
 import { inTx, type StoreContext } from './tx.js';
 
-type ReadinessVerbs = Pick<Store, 'readinessSnapshot' | 'requestInit' | 'pendingInits' | 'invalidate' | 'cancelQueued'>;
+type ReadinessVerbs = Pick<Store, 'readinessSnapshot' | 'preparingReason' | 'requestInit' | 'pendingInits' | 'pendingInvalidations' | 'invalidate' | 'cancelQueued'>;
+
+/** The reason `invalidate` leaves on runtimes until their worker has discarded them. */
+const INVALIDATED_REASON = 'invalidated';
 
 export function readinessVerbs(ctx: StoreContext): ReadinessVerbs {
   const db = ctx.conn.db;
@@ -72,10 +75,28 @@ export function readinessVerbs(ctx: StoreContext): ReadinessVerbs {
         revision_id: r.revision_id, env: JSON.parse(r.env) as Record<string, string>,
       }));
     },
+    async preparingReason(projectId, contentHash) {
+      const row = await db.selectFrom('prepared_runtimes').select('status_reason')
+        .where('project_id', '=', projectId).where('content_hash', '=', contentHash).where('state', '=', 'initializing')
+        .orderBy('updated_at', 'desc').limit(1).executeTakeFirst();
+      return row?.status_reason ?? null;
+    },
+    async pendingInvalidations(workerId) {
+      const rows = await db.selectFrom('prepared_runtimes')
+        .innerJoin('projects', 'projects.id', 'prepared_runtimes.project_id')
+        .select(['prepared_runtimes.project_id', 'projects.account_id', 'projects.name', 'projects.env', 'prepared_runtimes.content_hash'])
+        .where('prepared_runtimes.worker_id', '=', workerId).where('prepared_runtimes.state', '=', 'stale')
+        .where('prepared_runtimes.status_reason', '=', INVALIDATED_REASON)
+        .execute();
+      return rows.map((r) => ({
+        project_id: r.project_id, account_id: r.account_id, project: r.name, content_hash: r.content_hash,
+        revision_id: '', env: JSON.parse(r.env) as Record<string, string>,
+      }));
+    },
     async invalidate(project) {
       return inTx(ctx, async (t) => {
         const now = nowIso();
-        await t.tx.updateTable('prepared_runtimes').set({ state: 'stale', status_reason: 'invalidated', updated_at: now })
+        await t.tx.updateTable('prepared_runtimes').set({ state: 'stale', status_reason: INVALIDATED_REASON, updated_at: now })
           .where('project_id', '=', project.id).where('state', 'in', allowedFrom(RUNTIME_TRANSITIONS, 'stale')).execute();
         await t.tx.updateTable('projects').set({ invalidated_at: now }).where('id', '=', project.id).execute();
         t.emit({

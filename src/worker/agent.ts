@@ -242,10 +242,12 @@ export class WorkerAgent {
     void this.prepareRequested();
   }
 
-  /** /init: prepares the runtimes asked of this worker ahead of any job (once each). */
+  /** /init: prepares the runtimes asked of this worker ahead of any job (once each); applies invalidations. */
   private async prepareRequested(): Promise<void> {
     if (!this.worker || this.stopping) return;
     try {
+      const invalidated = await this.client.pendingInvalidations(this.worker.id);
+      if (invalidated.length > 0) await this.runtimes.invalidate(invalidated);
       for (const target of await this.client.pendingInits(this.worker.id)) {
         if (!this.runtimes.has(target.content_hash)) void this.runtimes.prepare(target).catch(() => undefined);
       }
@@ -259,6 +261,7 @@ export class WorkerAgent {
     if (this.stopping) return;
     this.stopping = true;
     this.unsubscribe?.();
+    this.runtimes.close();
     for (const t of this.timers) clearInterval(t);
     const idle = this.running.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => this.idle.push(resolve));
     for (const entry of this.running.values()) {

@@ -28,6 +28,8 @@ export interface WorkerClient {
   keepOutput(jobId: string, taskId: string, attempt: number, localPath: string): Promise<void>;
   /** Runtimes an /init asked this worker to prepare ahead of any job. */
   pendingInits(workerId: string): Promise<RuntimeTarget[]>;
+  /** Runtimes an invalidate asked this worker to discard (with their images). */
+  pendingInvalidations(workerId: string): Promise<RuntimeTarget[]>;
   /** Calls back when new work may be waiting (a job was created, a task was requeued). */
   onWork(listener: () => void): () => void;
 }

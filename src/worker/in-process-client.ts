@@ -23,6 +23,7 @@ export class InProcessClient implements WorkerClient {
   setRuntimeState: WorkerClient['setRuntimeState'] = (update, node) => this.store.setRuntimeState(update, node);
   setStatus: WorkerClient['setStatus'] = (workerId, status) => this.store.setWorkerStatus(workerId, status);
   pendingInits: WorkerClient['pendingInits'] = (workerId) => this.store.pendingInits(workerId);
+  pendingInvalidations: WorkerClient['pendingInvalidations'] = (workerId) => this.store.pendingInvalidations(workerId);
 
   async revision(revisionId: string) {
     const revision = await this.store.getRevision(revisionId);

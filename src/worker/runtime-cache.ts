@@ -14,7 +14,41 @@ export class RuntimeCache {
   worker: Worker | null = null;
   private readonly prepared = new Map<string, Promise<Prepared>>();
 
-  constructor(private readonly client: WorkerClient, private readonly runtime: Runtime, private readonly workDir: string) {}
+  /** Targets seen per content hash, to report drops against the right project. */
+  private readonly targets = new Map<string, RuntimeTarget>();
+  private readonly unsubscribe: (() => void) | null;
+
+  constructor(private readonly client: WorkerClient, private readonly runtime: Runtime, private readonly workDir: string) {
+    // A runtime dropped on its own (idle, low disk, the sandbox died, invalidated) is no longer warm here.
+    this.unsubscribe = runtime.onDropped?.((projectId, contentHash, reason) => {
+      const target = this.targets.get(contentHash);
+      if (!target || target.project_id !== projectId || !this.prepared.has(contentHash)) return;
+      this.prepared.delete(contentHash);
+      void this.report(target, 'stale', { phase: null, status_reason: `dropped: ${reason}` });
+    }) ?? null;
+  }
+
+  close(): void {
+    this.unsubscribe?.();
+  }
+
+  private report(target: RuntimeTarget, state: string, extra: Record<string, unknown>): Promise<void> {
+    const worker = this.worker!;
+    return this.client.setRuntimeState({
+      worker_id: worker.id, project_id: target.project_id, account_id: target.account_id, project: target.project,
+      content_hash: target.content_hash, state, ...extra,
+    } as Parameters<WorkerClient['setRuntimeState']>[0], worker.node).catch(() => undefined);
+  }
+
+  /** After an invalidate: drops this worker's runtimes of the project (the runtime removes its images). */
+  async invalidate(targets: RuntimeTarget[]): Promise<void> {
+    const projects = new Map(targets.map((t) => [t.project_id, t]));
+    for (const projectId of projects.keys()) {
+      for (const [hash, target] of this.targets) if (target.project_id === projectId) this.prepared.delete(hash);
+      await this.runtime.invalidate?.(projectId);
+    }
+    for (const target of targets) await this.report(target, 'stale', { phase: null, status_reason: 'invalidated; discarded on this worker' });
+  }
 
   /** Whether this worker has (or is making) a runtime for the hash: /init need not prepare it again. */
   has(contentHash: string): boolean {
@@ -23,6 +57,7 @@ export class RuntimeCache {
 
   prepare(task: RuntimeTarget): Promise<Prepared> {
     let entry = this.prepared.get(task.content_hash);
+    this.targets.set(task.content_hash, task);
     if (!entry) {
       entry = this.prepareFresh(task);
       this.prepared.set(task.content_hash, entry);
@@ -30,8 +65,14 @@ export class RuntimeCache {
       entry.catch(() => this.prepared.delete(task.content_hash));
       return entry;
     }
-    // Warm: later tasks report no cold start.
-    return entry.then((p) => ({ ...p, cold: false }));
+    // Warm: later tasks report no cold start; a runtime that died or was dropped is prepared again.
+    return entry.then((p) => {
+      if (this.runtime.isLive && !this.runtime.isLive(p)) {
+        if (this.prepared.get(task.content_hash) === entry) this.prepared.delete(task.content_hash);
+        return this.prepare(task);
+      }
+      return { ...p, cold: false };
+    });
   }
 
   private async prepareFresh(task: RuntimeTarget): Promise<Prepared> {
@@ -39,27 +80,42 @@ export class RuntimeCache {
     const base = { worker_id: worker.id, project_id: task.project_id, account_id: task.account_id, project: task.project, content_hash: task.content_hash };
     const startedAt = new Date().toISOString();
     let log = '';
+    // Values that may be secret: the project's env now, the manifest's env and build args once known.
+    let secrets: Record<string, string> = { ...task.env };
     let phase: string = 'fetch';
-    const report = (state: string, extra: Record<string, unknown> = {}) =>
-      this.client.setRuntimeState({ ...base, state, phase, started_at: startedAt, log_tail: redactLog(log, task.env).slice(-LOG_TAIL_BYTES), ...extra }, worker.node)
-        .catch(() => undefined);
+    // Reports go out one after another: a late "build step 3/7" must never land after "warm".
+    let chain: Promise<void> = Promise.resolve();
+    const report = (state: string, extra: Record<string, unknown> = {}): Promise<void> => {
+      const update = { ...base, state, phase, started_at: startedAt, log_tail: redactLog(log, secrets).slice(-LOG_TAIL_BYTES), ...extra };
+      chain = chain.then(() => this.client.setRuntimeState(update, worker.node)).catch(() => undefined);
+      return chain;
+    };
     await report('initializing', { status_reason: `preparing on ${worker.node}` });
     const t0 = Date.now();
     try {
       const revision = await this.client.revision(task.revision_id);
+      secrets = { ...secrets, ...revision.manifest.env, ...revision.manifest.build.args };
       const prepared = await this.runtime.prepare({
         projectId: task.project_id, contentHash: task.content_hash, tarballPath: revision.tarball_path,
         manifest: revision.manifest, workDir: this.workDir, signal: new AbortController().signal,
-        onPhase: (p) => { phase = p; void report('initializing', { status_reason: `preparing on ${worker.node}: ${p}` }); },
+        onPhase: (p, info) => {
+          phase = p;
+          const detail = info?.step ? ` step ${info.step}/${info.steps}` : info?.message ? ` (${info.message})` : '';
+          void report('initializing', { status_reason: `preparing runtime on ${worker.node}: ${p}${detail}` });
+        },
         onLog: (chunk) => { log = (log + chunk).slice(-64 * 1024); },
       });
-      await report('warm', { phase: null, finished_at: new Date().toISOString(), duration_ms: Date.now() - t0, status_reason: prepared.warnings.join(' ') || null });
+      await report('warm', {
+        phase: null, finished_at: new Date().toISOString(), duration_ms: Date.now() - t0, status_reason: prepared.warnings.join(' ') || null,
+        validation: prepared.validation ?? [],
+      });
       return prepared;
     } catch (err) {
-      const e = err as { code?: string; message?: string };
+      const e = err as { code?: string; message?: string; validation?: unknown[] };
       await report('failed', {
+        validation: e.validation ?? [],
         finished_at: new Date().toISOString(), duration_ms: Date.now() - t0,
-        error: { code: e.code ?? 'runtime_prepare_failed', message: redactLog(e.message ?? String(err), task.env) },
+        error: { code: e.code ?? 'runtime_prepare_failed', message: redactLog(e.message ?? String(err), secrets) },
       });
       throw err;
     }

@@ -67,7 +67,16 @@ export function jobRoutes(deps: Deps, streams: Set<() => void>): FastifyPluginAs
     });
 
     app.get('/jobs/:id', { schema: { tags: ['jobs'], params: IdParams, response: { 200: JobObject, ...authErrors } } },
-      async (request) => jobObject(await loadJob(request, request.params.id), await liveWorkers(deps)));
+      async (request) => {
+        const job = await loadJob(request, request.params.id);
+        const live = await liveWorkers(deps);
+        // While tasks wait for a runtime, say what its preparation is doing (SPEC §6 status_reason).
+        if (job.counts.preparing > 0 && job.counts.running === 0) {
+          const reason = await store.preparingReason(job.project_id, job.content_hash);
+          if (reason) return jobObject({ ...job, status_reason: reason }, live);
+        }
+        return jobObject(job, live);
+      });
 
     app.get('/jobs/:id/tasks', {
       schema: { tags: ['jobs'], params: IdParams, querystring: Type.Object(Page), response: { 200: Type.Object({ tasks: Type.Array(TaskObject), next_cursor: Nullable(Type.String()) }), ...authErrors } },

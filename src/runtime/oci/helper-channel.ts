@@ -1,0 +1,144 @@
+/**
+ * The worker's end of a sandbox's helper (helper/computalot-helper.c): `podman run -i` keeps the helper's
+ * stdin and stdout attached, and this class speaks the helper's line protocol over them.
+ *
+ *   run(id, spec) ─▶ "R id spec" ──▶ helper forks ──▶ "S id pid" | "E id errno"
+ *                                   output        ──▶ "O id 1|2 len\n<bytes>" …
+ *                                   leader exits  ──▶ "X id c code" | "X id s signal"   (after every O of id)
+ *   kill(id, sig) ─▶ "K id sig"
+ *
+ * Invariants: each started process gets exactly one final callback (`onError`, `onExit` or `onLost`);
+ * when the channel dies (the sandbox crashed, podman was killed) every process still open gets `onLost`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+
+export interface ProcessHandlers {
+  onStart(pid: number): void;
+  onError(errno: number): void;
+  onOutput(chunk: Buffer, stream: 'stdout' | 'stderr'): void;
+  onExit(exit: { code: number | null; signal: number | null }): void;
+  onLost(reason: string): void;
+}
+
+export class HelperChannel {
+  private readonly procs = new Map<string, ProcessHandlers>();
+  private buffer: Buffer = Buffer.alloc(0);
+  private pendingOutput: { id: string; stream: 'stdout' | 'stderr'; length: number } | null = null;
+  private stderrTail = '';
+  private dead: string | null = null;
+  readonly ready: Promise<void>;
+  /** Settles when podman exits, with the reason. */
+  readonly ended: Promise<string>;
+
+  private constructor(private readonly child: ChildProcess) {
+    let markReady!: () => void;
+    let failReady!: (error: Error) => void;
+    this.ready = new Promise((resolve, reject) => { markReady = resolve; failReady = reject; });
+    let isReady = false;
+    this.ended = new Promise((resolve) => {
+      child.on('error', (error) => this.die(`could not run podman: ${error.message}`, resolve));
+      child.on('close', (code, signal) => this.die(`the sandbox stopped (podman exit ${code ?? signal})${this.stderrTail ? `: ${this.stderrTail.trim()}` : ''}`, resolve));
+    });
+    void this.ended.then((reason) => { if (!isReady) failReady(new Error(reason)); });
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => { this.stderrTail = (this.stderrTail + text).slice(-4096); });
+    child.stdout!.on('data', (chunk: Buffer) => {
+      this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+      this.parse(() => { isReady = true; markReady(); });
+    });
+    child.stdin!.on('error', () => undefined); // a dead sandbox shows up as 'close'
+  }
+
+  /** Starts `podman <args>` (a `run -i … helper` command) and waits for the helper's READY line. */
+  static async start(podman: string, args: string[]): Promise<HelperChannel> {
+    const child = spawn(podman, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const channel = new HelperChannel(child);
+    await channel.ready;
+    return channel;
+  }
+
+  get alive(): boolean {
+    return this.dead === null;
+  }
+
+  get deathReason(): string | null {
+    return this.dead;
+  }
+
+  /** The podman stderr so far (start-up errors of the runtime). */
+  get stderr(): string {
+    return this.stderrTail;
+  }
+
+  run(id: string, specPath: string, handlers: ProcessHandlers): void {
+    if (this.dead !== null) {
+      queueMicrotask(() => handlers.onLost(this.dead!));
+      return;
+    }
+    this.procs.set(id, handlers);
+    this.child.stdin!.write(`R ${id} ${specPath}\n`);
+  }
+
+  kill(id: string, signal: number): void {
+    if (this.dead === null && this.procs.has(id)) this.child.stdin!.write(`K ${id} ${signal}\n`);
+  }
+
+  /** Ends the helper: it SIGKILLs every process and exits, which stops the sandbox. */
+  close(): void {
+    this.child.stdin!.end();
+  }
+
+  /** SIGKILLs podman itself (the sandbox is removed separately by name). */
+  destroy(): void {
+    this.child.kill('SIGKILL');
+  }
+
+  private die(reason: string, resolve: (reason: string) => void): void {
+    if (this.dead !== null) return;
+    this.dead = reason;
+    const open = [...this.procs.values()];
+    this.procs.clear();
+    for (const handlers of open) handlers.onLost(reason);
+    resolve(reason);
+  }
+
+  private parse(onReady: () => void): void {
+    for (;;) {
+      if (this.pendingOutput) {
+        const { id, stream, length } = this.pendingOutput;
+        if (this.buffer.length < length) return;
+        const chunk = this.buffer.subarray(0, length);
+        this.buffer = this.buffer.subarray(length);
+        this.pendingOutput = null;
+        this.procs.get(id)?.onOutput(chunk, stream);
+        continue;
+      }
+      const nl = this.buffer.indexOf(10);
+      if (nl < 0) return;
+      const line = this.buffer.subarray(0, nl).toString('utf8');
+      this.buffer = this.buffer.subarray(nl + 1);
+      const [kind, id = '', a = '', b = ''] = line.split(' ');
+      const handlers = this.procs.get(id);
+      switch (kind) {
+        case 'READY':
+          onReady();
+          break;
+        case 'O':
+          this.pendingOutput = { id, stream: a === '2' ? 'stderr' : 'stdout', length: Number(b) };
+          break;
+        case 'S':
+          handlers?.onStart(Number(a));
+          break;
+        case 'E':
+          this.procs.delete(id);
+          handlers?.onError(Number(a));
+          break;
+        case 'X':
+          this.procs.delete(id);
+          handlers?.onExit(a === 's' ? { code: null, signal: Number(b) } : { code: Number(b), signal: null });
+          break;
+        default:
+          break; // not ours (nothing else writes to this stdout); ignore rather than desynchronise
+      }
+    }
+  }
+}

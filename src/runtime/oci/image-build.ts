@@ -1,0 +1,88 @@
+/**
+ * Building a revision's image from its Dockerfile (manifest `build`: dockerfile, context, target, args).
+ *
+ * - One image per (project, content hash): `localhost/computalot/<project id>:<first 16 hex of the hash>`,
+ *   labelled with the project so `invalidate` can find every image of a project.
+ * - podman's layer cache is kept between builds (an edit to script.py reuses the `RUN pip install` layer);
+ *   after `invalidate`, `noCache` rebuilds every layer.
+ * - `RUN` steps run under runc, not gVisor (buildah with this runsc fails to tear its containers down,
+ *   measured here), with `--network=none` unless the operator allows the network for builds
+ *   (COMPUTALOT_BUILD_NETWORK): a build is user code too.
+ * - Progress: podman prints `STEP 3/7: RUN …` per step; each becomes a phase update ("build step 3/7"),
+ *   and a failure names the step that failed.
+ */
+import { join, normalize } from 'node:path';
+import { stat } from 'node:fs/promises';
+import type { NormalizedManifest } from '../../protocol/manifest.js';
+import type { PhaseInfo } from '../port.js';
+import { RuntimeError } from '../port.js';
+import { podman, podmanStreaming, RUNC_ULIMITS, type EngineOptions } from './podman.js';
+
+export function imageName(projectId: string, contentHash: string): string {
+  const project = projectId.toLowerCase().replace(/[^a-z0-9_.-]/g, '-');
+  return `localhost/computalot/${project}:${contentHash.replace(/^sha256:/, '').slice(0, 16)}`;
+}
+
+export const PROJECT_LABEL = 'computalot.project';
+
+const STEP = /^STEP (\d+)\/(\d+): (.*)$/;
+
+export interface BuildInput {
+  engine: EngineOptions;
+  projectId: string;
+  contentHash: string;
+  /** The unpacked revision. */
+  root: string;
+  build: NormalizedManifest['build'];
+  noCache: boolean;
+  network: string;
+  onStep(info: PhaseInfo): void;
+  onLog(chunk: string): void;
+  signal: AbortSignal;
+}
+
+export async function imageExists(engine: EngineOptions, image: string): Promise<boolean> {
+  return (await podman(engine, ['image', 'exists', image])).code === 0;
+}
+
+/** Builds the image, or throws a RuntimeError (phase `build`) naming the step that failed. */
+export async function buildImage(input: BuildInput): Promise<string> {
+  const image = imageName(input.projectId, input.contentHash);
+  const context = normalize(join(input.root, input.build.context));
+  const dockerfile = normalize(join(input.root, input.build.dockerfile));
+  if (!(await stat(dockerfile).then((s) => s.isFile(), () => false))) {
+    throw new RuntimeError('dockerfile_missing', `The revision has no ${input.build.dockerfile}; add one at the tarball root (or set build.dockerfile) and push again.`, 'build');
+  }
+  const args = ['build', '--runtime', input.engine.runc, ...RUNC_ULIMITS, `--network=${input.network}`,
+    '-f', dockerfile, '-t', image, '--label', `${PROJECT_LABEL}=${input.projectId}`];
+  if (input.noCache) args.push('--no-cache');
+  if (input.build.target) args.push('--target', input.build.target);
+  for (const [name, value] of Object.entries(input.build.args)) args.push('--build-arg', `${name}=${value}`);
+  args.push(context);
+  let lastStep = '';
+  let partial = '';
+  const code = await podmanStreaming(input.engine, args, (chunk) => {
+    input.onLog(chunk);
+    partial += chunk;
+    const lines = partial.split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      const m = STEP.exec(line);
+      if (!m) continue;
+      lastStep = line;
+      input.onStep({ step: Number(m[1]), steps: Number(m[2]), message: m[3] });
+    }
+  }, input.signal);
+  if (code !== 0) {
+    const where = lastStep ? ` at ${lastStep}` : '';
+    throw new RuntimeError('build_failed', `podman build failed${where} (exit ${code ?? 'killed'}); see log_tail in /status/details, fix the Dockerfile and push again.`, 'build');
+  }
+  return image;
+}
+
+/** Removes every image of a project (invalidate); containers using one are removed first by the caller. */
+export async function removeProjectImages(engine: EngineOptions, projectId: string): Promise<void> {
+  const listed = await podman(engine, ['images', '-q', '--filter', `label=${PROJECT_LABEL}=${projectId}`]);
+  const ids = [...new Set(listed.stdout.split('\n').map((s) => s.trim()).filter(Boolean))];
+  if (ids.length > 0) await podman(engine, ['rmi', '-f', ...ids]);
+}

@@ -1,0 +1,392 @@
+/**
+ * The `oci` runtime (SPEC §4, §5, §8): revisions built into images with podman, tasks run inside gVisor
+ * sandboxes, a warm sandbox per (project, content hash) on this worker that runs many tasks through its
+ * resident helper.
+ *
+ *   prepare: fetch (unpack, data sources) ─▶ build (image, layer cache) ─▶ sandbox (start, helper READY)
+ *            ─▶ validate ─▶ init commands ─▶ project services ─▶ warm
+ *   run:     the warm sandbox's helper starts the runner (reuse "sandbox"), or a fresh sandbox per task
+ *            with init and services run again (reuse "none")
+ *   drop:    discard / invalidate / idle for COMPUTALOT_WARM_IDLE_S / low disk / the sandbox died
+ *
+ * Invariants:
+ * - One preparation per (project, hash) at a time; concurrent callers share it; a failure leaves nothing
+ *   that looks warm (the sandbox is stopped) and throws a RuntimeError with its phase.
+ * - A dropped runtime's sandbox is stopped once its running attempts end ("running tasks finish");
+ *   listeners hear of every drop so readiness stops saying `warm`.
+ * - After `invalidate(project)` the project's images are removed and its next build uses no layer cache.
+ * - Containers carry the label `computalot.owner=<this work dir>`; leftovers of a crashed worker are
+ *   removed before the first preparation.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, rm, statfs } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { extractTarball } from '../../tarball/extract.js';
+import type { NormalizedManifest } from '../../protocol/manifest.js';
+import { safely } from '../process-attempt.js';
+import { DEFAULT_KILL_GRACE_MS, RuntimeError, type AttemptInput, type ColdStartTimings, type Prepared, type PrepareInput, type RunningAttempt, type Runtime } from '../port.js';
+import { failed } from '../process-attempt.js';
+import { prepareDataSources } from './data-sources.js';
+import { helperBinary } from './helper-binary.js';
+import { cacheDir, ioDir, sourceDir } from './host-dirs.js';
+import { buildImage, imageExists, imageName, removeProjectImages } from './image-build.js';
+import { OciAttempt, type SandboxLease } from './oci-attempt.js';
+import { DEFAULT_ENGINE, podman, type EngineOptions } from './podman.js';
+import { Sandbox, type Mount } from './sandbox.js';
+import { ServiceGroup } from './services.js';
+import { runValidation, type CheckResult } from './validate.js';
+
+export interface OciRuntimeOptions {
+  engine?: Partial<EngineOptions>;
+  /** COMPUTALOT_ALLOW_RUNC: `runtime.sandbox: "runc"` is refused without it. */
+  allowRunc?: boolean;
+  /** COMPUTALOT_WARM_IDLE_S (default 600): idle warm runtimes are dropped after this. */
+  warmIdleS?: number;
+  /** Below this much free disk in the work dir, idle runtimes are dropped, least recently used first. */
+  minFreeDiskMb?: number;
+  killGraceMs?: number;
+  progressPollMs?: number;
+  /** COMPUTALOT_BUILD_NETWORK: podman build's --network (default "none"). */
+  buildNetwork?: string;
+  /** Tasks one sandbox may run at once (the worker's slots), for the sandbox-wide limit backstops. */
+  slots?: number;
+}
+
+export type DropListener = (projectId: string, contentHash: string, reason: string) => void;
+
+interface Env {
+  key: string;
+  projectId: string;
+  contentHash: string;
+  manifest: NormalizedManifest;
+  image: string;
+  workDir: string;
+  mounts: Mount[];
+  sandbox: Sandbox | null;
+  services: ServiceGroup | null;
+  validation: CheckResult[];
+  lastUsed: number;
+  running: number;
+  dropped: boolean;
+}
+
+interface Built {
+  env: Env;
+  timings: ColdStartTimings;
+}
+
+/** The whole-sandbox limits: each task's own limit times the tasks it may run at once, plus the helper. */
+function sandboxLimits(manifest: NormalizedManifest, slots: number): { memoryMb: number | null; cpus: number | null; pids: number | null } {
+  const r = manifest.resources ?? {};
+  return {
+    memoryMb: r.memory_mb ? r.memory_mb * slots + 256 : null,
+    cpus: r.cpu ? Math.min(r.cpu * slots, cpus().length) : null,
+    pids: r.pids ? r.pids * slots + 64 : null,
+  };
+}
+
+export class OciRuntime implements Runtime {
+  readonly kind = 'oci' as const;
+  private readonly engine: EngineOptions;
+  private readonly pending = new Map<string, Promise<Built>>();
+  private readonly warm = new Map<string, Env>();
+  private readonly noCache = new Set<string>();
+  private readonly attempts = new Set<RunningAttempt>();
+  private readonly listeners = new Set<DropListener>();
+  private readonly owner = new Map<string, Promise<void>>();
+  private sweeper: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(private readonly options: OciRuntimeOptions = {}) {
+    this.engine = { ...DEFAULT_ENGINE, ...options.engine };
+    const idleS = options.warmIdleS ?? 600;
+    this.sweeper = setInterval(() => void this.sweep(), Math.max(1_000, Math.min(30_000, (idleS * 1000) / 2)));
+    this.sweeper.unref();
+  }
+
+  onDropped(listener: DropListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  isLive(prepared: Prepared): boolean {
+    const env = this.warm.get(prepared.key);
+    return !!env && !env.dropped && (env.sandbox === null || env.sandbox.alive);
+  }
+
+  async prepare(input: PrepareInput): Promise<Prepared> {
+    if (this.closed) throw new RuntimeError('runtime_closed', 'The worker is shutting down.', 'fetch');
+    const key = `${input.projectId}|${input.contentHash}`;
+    const existing = this.warm.get(key);
+    if (existing && !existing.dropped && (existing.sandbox === null || existing.sandbox.alive)) {
+      existing.lastUsed = Date.now();
+      return this.prepared(existing, { fetch_ms: 0, build_ms: 0, init_ms: 0, sandbox_ms: 0 }, false);
+    }
+    let pending = this.pending.get(key);
+    const mine = !pending;
+    if (!pending) {
+      pending = this.build(key, input);
+      this.pending.set(key, pending);
+      void pending.then(({ env }) => this.warm.set(key, env), () => undefined).finally(() => this.pending.delete(key));
+    }
+    const { env, timings } = await pending;
+    return this.prepared(env, mine ? timings : { fetch_ms: 0, build_ms: 0, init_ms: 0, sandbox_ms: 0 }, mine);
+  }
+
+  private prepared(env: Env, timings: ColdStartTimings, cold: boolean): Prepared {
+    const reuse = env.manifest.runtime.reuse;
+    return {
+      kind: 'oci', key: env.key, projectId: env.projectId, contentHash: env.contentHash, timings, cold,
+      workdir: env.manifest.runtime.workdir, manifestEnv: { ...env.manifest.env }, validation: env.validation,
+      warnings: reuse === 'none' ? ['runtime.reuse is "none": every task starts a fresh sandbox.'] : [],
+    };
+  }
+
+  /** Removes containers a crashed worker with this work dir left behind (once per work dir). */
+  private cleanupLeftovers(workDir: string): Promise<void> {
+    let done = this.owner.get(workDir);
+    if (!done) {
+      done = (async () => {
+        const listed = await podman(this.engine, ['ps', '-aq', '--filter', `label=computalot.owner=${ownerTag(workDir)}`]);
+        const ids = listed.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+        if (ids.length > 0) await podman(this.engine, ['rm', '-f', '--time', '0', ...ids]);
+      })();
+      this.owner.set(workDir, done);
+    }
+    return done;
+  }
+
+  private async build(key: string, input: PrepareInput): Promise<Built> {
+    const { manifest } = input;
+    const timings: ColdStartTimings = { fetch_ms: 0, build_ms: 0, init_ms: 0, sandbox_ms: 0 };
+    if (manifest.runtime.sandbox === 'runc' && !this.options.allowRunc) {
+      throw new RuntimeError('sandbox_not_allowed', 'runtime.sandbox is "runc", which this worker does not allow (COMPUTALOT_ALLOW_RUNC=1 allows it); use "gvisor".', 'fetch');
+    }
+    await this.cleanupLeftovers(input.workDir);
+    // fetch: the revision as build context, the data sources
+    safely(input.onPhase, 'fetch');
+    let t = performance.now();
+    const source = sourceDir(input.workDir, input.contentHash, randomBytes(4).toString('hex'));
+    const image = imageName(input.projectId, input.contentHash);
+    const noCache = this.noCache.has(input.projectId);
+    const needBuild = noCache || !(await imageExists(this.engine, image));
+    let mounts: Mount[];
+    try {
+      if (needBuild) {
+        await mkdir(source, { recursive: true });
+        await extractTarball(input.tarballPath, source);
+      }
+      mounts = await prepareDataSources(input.workDir, manifest.data_sources, (text) => safely(input.onLog, text), input.signal);
+    } catch (error) {
+      await rm(source, { recursive: true, force: true });
+      if (error instanceof RuntimeError) throw error;
+      throw new RuntimeError('revision_unpack_failed', `Could not unpack revision ${input.contentHash}: ${(error as Error).message}`, 'fetch');
+    }
+    timings.fetch_ms = Math.round(performance.now() - t);
+    // build
+    safely(input.onPhase, 'build');
+    t = performance.now();
+    try {
+      if (needBuild) {
+        safely(input.onLog, `Building ${image}${noCache ? ' without the layer cache (invalidated)' : ''}\n`);
+        await buildImage({
+          engine: this.engine, projectId: input.projectId, contentHash: input.contentHash, root: source, build: manifest.build,
+          noCache, network: this.options.buildNetwork ?? 'none', signal: input.signal,
+          onStep: (info) => safely(input.onPhase, 'build', info), onLog: (text) => safely(input.onLog, text),
+        });
+        this.noCache.delete(input.projectId);
+      } else {
+        safely(input.onLog, `Image ${image} is already built on this worker.\n`);
+      }
+    } finally {
+      await rm(source, { recursive: true, force: true });
+    }
+    timings.build_ms = Math.round(performance.now() - t);
+    for (const cache of manifest.cache_mounts) {
+      const host = cacheDir(input.workDir, input.projectId, cache.name);
+      await mkdir(host, { recursive: true });
+      mounts.push({ host, container: cache.path, readOnly: false });
+    }
+    const env: Env = {
+      key, projectId: input.projectId, contentHash: input.contentHash, manifest, image, workDir: input.workDir, mounts,
+      sandbox: null, services: null, validation: [], lastUsed: Date.now(), running: 0, dropped: false,
+    };
+    // sandbox, validate, init, services
+    safely(input.onPhase, 'validate', { message: 'starting the sandbox' });
+    t = performance.now();
+    let sandbox: Sandbox;
+    try {
+      sandbox = await this.startSandbox(env);
+    } catch (error) {
+      throw new RuntimeError('sandbox_start_failed', `The sandbox did not start: ${(error as Error).message}`, 'validate');
+    }
+    timings.sandbox_ms = Math.round(performance.now() - t);
+    t = performance.now();
+    try {
+      const base = { ...manifest.env };
+      env.validation = await runValidation(sandbox, manifest.validation, manifest.runtime.workdir, base, (text) => safely(input.onLog, text));
+      const failedCheck = env.validation.find((c) => !c.ok);
+      if (failedCheck) {
+        throw new RuntimeError('validation_failed', `Validation check "${failedCheck.check}" failed: ${failedCheck.message}`, 'validate', env.validation);
+      }
+      env.services = await this.bringUp(sandbox, manifest, input);
+    } catch (error) {
+      await sandbox.stop();
+      throw error;
+    }
+    timings.init_ms = Math.round(performance.now() - t);
+    if (manifest.runtime.reuse === 'none') {
+      // Proven to start; every task gets its own fresh sandbox from now on.
+      env.services?.stop();
+      env.services = null;
+      await sandbox.stop();
+    } else {
+      env.sandbox = sandbox;
+      void sandbox.ended.then((reason) => {
+        if (!env.dropped && !this.closed) this.drop(env, `the sandbox stopped unexpectedly: ${reason}`);
+      });
+    }
+    return { env, timings };
+  }
+
+  private startSandbox(env: Env): Promise<Sandbox> {
+    const name = `computalot-${ownerTag(env.workDir)}-${env.contentHash.replace(/^sha256:/, '').slice(0, 12)}-${randomBytes(3).toString('hex')}`;
+    return helperBinary(env.workDir).then((helperPath) => Sandbox.start({
+      engine: this.engine, name, image: env.image, kind: env.manifest.runtime.sandbox, helperPath,
+      ioDir: ioDir(env.workDir, name), workdir: env.manifest.runtime.workdir, mounts: env.mounts,
+      ...sandboxLimits(env.manifest, this.options.slots ?? 1),
+      labels: { 'computalot.owner': ownerTag(env.workDir), 'computalot.project': env.projectId },
+    }));
+  }
+
+  /** init commands, then project-scoped services; throws RuntimeError with the phase that failed. */
+  private async bringUp(sandbox: Sandbox, manifest: NormalizedManifest, log: { onPhase: PrepareInput['onPhase']; onLog: PrepareInput['onLog'] }): Promise<ServiceGroup | null> {
+    const workdir = manifest.runtime.workdir;
+    if (manifest.runtime.init.commands.length > 0) safely(log.onPhase, 'init');
+    for (const command of manifest.runtime.init.commands) {
+      safely(log.onLog, `init ${command.label}: ${JSON.stringify(command.command)}\n`);
+      const cwd = command.cwd ? (command.cwd.startsWith('/') ? command.cwd : `${workdir.replace(/\/$/, '')}/${command.cwd}`) : workdir;
+      const r = await sandbox.exec(command.command, { cwd, env: { ...manifest.env, ...command.env }, timeoutMs: 30 * 60_000, onOutput: (text) => safely(log.onLog, text) });
+      if (r.code !== 0) {
+        const how = r.lost ?? (r.errno !== null ? `could not start (errno ${r.errno})` : r.timedOut ? 'timed out after 30 min' : `exited with ${r.code ?? `signal ${r.signal}`}`);
+        throw new RuntimeError('init_failed', `init command "${command.label}" ${how}; see log_tail in /status/details.`, 'init');
+      }
+    }
+    const projectServices = manifest.runtime.services.filter((s) => s.scope === 'project');
+    if (projectServices.length === 0) return null;
+    safely(log.onPhase, 'services');
+    const services = new ServiceGroup(sandbox, projectServices, { workdir, env: { ...manifest.env }, onLog: (text) => safely(log.onLog, text) });
+    try {
+      await services.start();
+    } catch (error) {
+      services.stop();
+      throw error;
+    }
+    return services;
+  }
+
+  run(input: AttemptInput): RunningAttempt {
+    const env = this.closed ? undefined : this.warm.get(input.prepared.key);
+    if (!env || env.dropped) {
+      const message = this.closed
+        ? 'The oci runtime is shutting down; the attempt was not started.'
+        : `Revision ${input.prepared.contentHash} is not prepared on this worker (dropped or never prepared here); prepare it again.`;
+      return { outcome: Promise.resolve(failed('runtime_not_prepared', message)), cancel: () => undefined };
+    }
+    env.running += 1;
+    env.lastUsed = Date.now();
+    const attempt: RunningAttempt = new OciAttempt(input, {
+      killGraceMs: this.options.killGraceMs ?? DEFAULT_KILL_GRACE_MS,
+      progressPollMs: this.options.progressPollMs ?? 100,
+      manifest: env.manifest,
+      lease: () => this.lease(env),
+    });
+    this.attempts.add(attempt);
+    void attempt.outcome.finally(() => {
+      this.attempts.delete(attempt);
+      env.running -= 1;
+      env.lastUsed = Date.now();
+      if (env.dropped && env.running === 0) void this.stopEnv(env);
+    });
+    return attempt;
+  }
+
+  private async lease(env: Env): Promise<SandboxLease> {
+    if (env.manifest.runtime.reuse !== 'none') {
+      if (!env.sandbox || !env.sandbox.alive) throw new Error(`The sandbox of ${env.contentHash} is gone (${env.sandbox ? 'it stopped' : 'never started'}); the task will be prepared again.`);
+      return { sandbox: env.sandbox, release: async () => undefined };
+    }
+    const sandbox = await this.startSandbox(env);
+    let services: ServiceGroup | null = null;
+    try {
+      services = await this.bringUp(sandbox, env.manifest, { onPhase: () => undefined, onLog: () => undefined });
+    } catch (error) {
+      await sandbox.stop();
+      throw error;
+    }
+    return { sandbox, release: async () => { services?.stop(); await sandbox.stop(); } };
+  }
+
+  private drop(env: Env, reason: string): void {
+    if (env.dropped) return;
+    env.dropped = true;
+    if (this.warm.get(env.key) === env) this.warm.delete(env.key);
+    for (const listener of this.listeners) safely(listener, env.projectId, env.contentHash, reason);
+    if (env.running === 0) void this.stopEnv(env);
+  }
+
+  private async stopEnv(env: Env): Promise<void> {
+    env.services?.stop();
+    env.services = null;
+    const sandbox = env.sandbox;
+    env.sandbox = null;
+    await sandbox?.stop();
+  }
+
+  async discard(prepared: Prepared): Promise<void> {
+    const env = this.warm.get(prepared.key);
+    if (env) this.drop(env, 'discarded');
+  }
+
+  /** SPEC §5 invalidate: drops the project's runtimes, removes its images, and skips the layer cache next. */
+  async invalidate(projectId: string): Promise<void> {
+    this.noCache.add(projectId);
+    const envs = [...this.warm.values()].filter((e) => e.projectId === projectId);
+    for (const env of envs) this.drop(env, 'invalidated');
+    await Promise.all(envs.filter((e) => e.running === 0).map((e) => this.stopEnv(e)));
+    await removeProjectImages(this.engine, projectId);
+  }
+
+  /** Idle runtimes past COMPUTALOT_WARM_IDLE_S, then least recently used ones while the disk is short. */
+  private async sweep(): Promise<void> {
+    const idleMs = (this.options.warmIdleS ?? 600) * 1000;
+    const now = Date.now();
+    for (const env of [...this.warm.values()]) {
+      if (env.running === 0 && now - env.lastUsed >= idleMs) this.drop(env, `idle for ${Math.round((now - env.lastUsed) / 1000)} s`);
+    }
+    const minFree = (this.options.minFreeDiskMb ?? 2048) * 1024 * 1024;
+    const idle = [...this.warm.values()].filter((e) => e.running === 0).sort((a, b) => a.lastUsed - b.lastUsed);
+    for (const env of idle) {
+      const fs = await statfs(env.workDir).catch(() => null);
+      if (!fs || fs.bavail * fs.bsize >= minFree) break;
+      this.drop(env, 'the disk is nearly full');
+      await this.stopEnv(env);
+      await podman(this.engine, ['rmi', env.image]);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.sweeper) clearInterval(this.sweeper);
+    const running = [...this.attempts];
+    for (const attempt of running) attempt.cancel();
+    await Promise.all(running.map((a) => a.outcome));
+    const envs = [...this.warm.values()];
+    this.warm.clear();
+    await Promise.all(envs.map((e) => { e.dropped = true; return this.stopEnv(e); }));
+  }
+}
+
+function ownerTag(workDir: string): string {
+  return createHash('sha256').update(workDir).digest('hex').slice(0, 8);
+}
