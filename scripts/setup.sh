@@ -13,7 +13,7 @@ if ! command -v apt-get >/dev/null; then
 fi
 
 need=()
-for pkg in postgresql libarchive-tools git python3 curl redis-server; do
+for pkg in postgresql libarchive-tools git python3 curl redis-server podman runc runsc debootstrap gcc libc6-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -41,4 +41,41 @@ pg_isready -h 127.0.0.1
 runuser -u postgres -- psql -q -tAc "SELECT 1 FROM pg_roles WHERE rolname='computalot'" | grep -q 1 \
   || runuser -u postgres -- psql -q -c "CREATE ROLE computalot LOGIN PASSWORD 'computalot' CREATEDB"
 echo "setup: PostgreSQL ready at postgres://computalot:computalot@127.0.0.1:5432/postgres"
+
+# podman for hosts like this one (DESIGN §6): crun fails on cgroups v1 hybrid hosts, so runc; runc fails on
+# podman's default rlimits, so explicit ulimits; runsc registered for gVisor sandboxes.
+conf=/etc/containers/containers.conf.d/50-computalot.conf
+mkdir -p "$(dirname "$conf")"
+cat > "$conf.tmp" <<'CONF'
+# Written by computalot's npm run setup.
+[containers]
+default_ulimits = ["nofile=1024:20000", "nproc=1024:1024"]
+[engine]
+runtime = "runc"
+[engine.runtimes]
+runsc = ["/usr/bin/runsc"]
+CONF
+mv "$conf.tmp" "$conf"
+
+# Base images without a registry: debootstrap a minimal Debian and import it. Reused when present.
+build_base() { # name, extra packages (comma separated)
+  local image="localhost/computalot/$1:bookworm"
+  if podman image exists "$image"; then
+    echo "setup: $image already built"
+    return
+  fi
+  local root
+  root=$(mktemp -d /var/tmp/computalot-base.XXXXXX)
+  echo "setup: building $image with debootstrap (about 30 s)"
+  debootstrap --variant=minbase ${2:+--include=$2} bookworm "$root" >/var/tmp/computalot-debootstrap.log 2>&1 \
+    || { echo "setup: debootstrap failed; see /var/tmp/computalot-debootstrap.log" >&2; rm -rf "$root"; exit 1; }
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  tar -C "$root" -c . | podman import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - "$image" >/dev/null
+  rm -rf "$root"
+  echo "setup: $image ready"
+}
+build_base python python3
+podman run --rm --network=none localhost/computalot/python:bookworm python3 -c 'print("setup: runc sandbox works")'
+podman --runtime /usr/bin/runsc --runtime-flag platform=ptrace --runtime-flag network=none run --rm --network=none \
+  localhost/computalot/python:bookworm sh -c 'echo "setup: gVisor sandbox works ($(cat /proc/version | cut -c1-30))"'
 echo "setup: done"

@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { testDatabase, type TestDatabase } from '../helpers/db.js';
 import { call } from '../helpers/http.js';
+import { ociOnly } from '../helpers/oci.js';
 import { ADMIN_TOKEN, ROOT, spawnServer, type SpawnedServer } from '../helpers/server.js';
 
 const run = promisify(execFile);
@@ -22,7 +23,7 @@ async function walkthrough(): Promise<string> {
   return match[1];
 }
 
-describe('README walk-through with curl against npm start', () => {
+for (const runtime of ['process', 'oci'] as const) describe(`README walk-through with curl against npm start (COMPUTALOT_RUNTIME=${runtime})`, runtime === 'oci' ? ociOnly() : {}, () => {
   let server: SpawnedServer;
   let db: TestDatabase;
   let dataDir: string;
@@ -34,7 +35,7 @@ describe('README walk-through with curl against npm start', () => {
     await cp(join(ROOT, 'examples/hello-python'), workDir, { recursive: true });
     db = await testDatabase();
     server = await spawnServer({
-      COMPUTALOT_DATA_DIR: dataDir, COMPUTALOT_ADMIN_TOKEN: ADMIN_TOKEN, COMPUTALOT_RUNTIME: 'process', COMPUTALOT_LOCAL_WORKERS: '1',
+      COMPUTALOT_DATA_DIR: dataDir, COMPUTALOT_ADMIN_TOKEN: ADMIN_TOKEN, COMPUTALOT_RUNTIME: runtime, COMPUTALOT_LOCAL_WORKERS: '1',
       ...(db.url ? { DATABASE_URL: db.url } : {}),
     });
   });
@@ -89,5 +90,25 @@ describe('README walk-through with curl against npm start', () => {
     const again = await run('curl', ['-sS', `${server.url}/api/v1/projects/my-project/push`, '-X', 'POST',
       '-H', `Authorization: Bearer ${ADMIN_TOKEN}`, '--data-binary', '@code.tar.gz'], { cwd: workDir });
     assert.equal(JSON.parse(again.stdout).unchanged, true);
+
+    if (runtime === 'oci') {
+      // The task ran inside gVisor: its kernel is gVisor's fake 4.4.0, not the host's.
+      const submitted = await run('curl', ['-sS', `${server.url}/api/v1/jobs`, '-X', 'POST', '-H', `Authorization: Bearer ${ADMIN_TOKEN}`,
+        '-H', 'Content-Type: application/json', '-d', JSON.stringify({ project: 'my-project', runner_command: ['cat', '/proc/version'] })]);
+      const probe = JSON.parse(submitted.stdout);
+      let done = await curlJson(`/api/v1/jobs/${probe.id}`);
+      for (let i = 0; i < 300 && done.status !== 'completed' && done.status !== 'failed'; i += 1) {
+        await new Promise((r) => setTimeout(r, 100));
+        done = await curlJson(`/api/v1/jobs/${probe.id}`);
+      }
+      assert.equal(done.status, 'completed');
+      const output = (await run('curl', ['-sS', `${server.url}/api/v1/jobs/${probe.id}/output`, '-H', `Authorization: Bearer ${ADMIN_TOKEN}`])).stdout;
+      const hostVersion = await readFile('/proc/version', 'utf8');
+      assert.match(output, /Linux version 4\.4\.0/, output);
+      assert.ok(!output.includes(hostVersion.trim()), 'the host kernel is not visible');
+      const tasks = await curlJson(`/api/v1/jobs/${job.id}/tasks`);
+      const cold = tasks.tasks[0].cold_start;
+      assert.ok(cold && cold.build_ms > 0 && cold.sandbox_ms > 0, `first task reports a cold start: ${JSON.stringify(cold)}`);
+    }
   });
 });
