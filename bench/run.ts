@@ -1,7 +1,7 @@
 /** `npm run bench -- <name>`: runs one benchmark from bench/<name>.ts. */
-const names = ['push', 'kv', 'dispatch', 'throughput', 'submit'] as const;
+const names = ['push', 'kv', 'dispatch', 'throughput', 'submit', 'cold', 'warm'] as const;
 /** Benchmarks that live together in one module, picked by name. */
-const modules: Record<string, string> = { dispatch: 'jobs', throughput: 'jobs', submit: 'jobs' };
+const modules: Record<string, string> = { dispatch: 'jobs', throughput: 'jobs', submit: 'jobs', cold: 'oci', warm: 'oci' };
 const name = process.argv[2];
 if (!name || !(names as readonly string[]).includes(name)) {
   process.stderr.write(`usage: npm run bench -- <${names.join('|')}>\n`);
