@@ -67,7 +67,11 @@ build_base() { # name, extra packages (comma separated)
   local root
   root=$(mktemp -d /var/tmp/computalot-base.XXXXXX)
   echo "setup: building $image with debootstrap (about 30 s)"
-  debootstrap --variant=minbase ${2:+--include=$2} bookworm "$root" >/var/tmp/computalot-debootstrap.log 2>&1 \
+  # The Debian mirror apt already uses (a host may only reach its own mirror), else debootstrap's default.
+  local mirror
+  mirror=$(awk '/^URIs:/ && $2 ~ /\/debian\/?$/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $2 ~ /\/debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+  debootstrap --variant=minbase ${2:+--include=$2} bookworm "$root" ${mirror:-} >/var/tmp/computalot-debootstrap.log 2>&1 \
     || { echo "setup: debootstrap failed; see /var/tmp/computalot-debootstrap.log" >&2; rm -rf "$root"; exit 1; }
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
   tar -C "$root" -c . | podman import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - "$image" >/dev/null

@@ -1,0 +1,118 @@
+/**
+ * The in-sandbox helper (src/runtime/oci/helper/computalot-helper.c) and the worker's end of its protocol
+ * (helper-channel.ts), run directly on the host: no container needed, so the protocol is tested apart from
+ * podman and gVisor. Spec files are written the way Sandbox.spawn writes them.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { helperBinary } from '../../src/runtime/oci/helper-binary.js';
+import { HelperChannel, type ProcessHandlers } from '../../src/runtime/oci/helper-channel.js';
+import { alive } from '../helpers/processes.js';
+
+interface Ran {
+  started: number | null;
+  errno: number | null;
+  stdout: string;
+  stderr: string;
+  exit: { code: number | null; signal: number | null } | null;
+  lost: string | null;
+}
+
+describe('the sandbox helper and its channel', () => {
+  let dir: string;
+  let channel: HelperChannel;
+  let n = 0;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'computalot-helper-'));
+    const bin = await helperBinary(dir);
+    channel = await HelperChannel.start(bin, []);
+  });
+  after(async () => {
+    channel?.close();
+    await channel?.ended;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function spec(argv: string[], opts: { cwd?: string; env?: Record<string, string>; mem?: number; nproc?: number } = {}): Promise<string> {
+    const env = Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`);
+    const fields = [opts.cwd ?? dir, String(opts.mem ?? 0), String(opts.nproc ?? 0), String(argv.length), ...argv, String(env.length), ...env];
+    const path = join(dir, `spec-${n += 1}`);
+    await writeFile(path, fields.map((f) => `${f}\0`).join(''));
+    return path;
+  }
+
+  function start(id: string, path: string, onStart?: (pid: number) => void): Promise<Ran> {
+    return new Promise((resolve) => {
+      const ran: Ran = { started: null, errno: null, stdout: '', stderr: '', exit: null, lost: null };
+      const handlers: ProcessHandlers = {
+        onStart: (pid) => { ran.started = pid; onStart?.(pid); },
+        onError: (errno) => { ran.errno = errno; resolve(ran); },
+        onOutput: (chunk, stream) => { ran[stream] += chunk.toString(); },
+        onExit: (exit) => { ran.exit = exit; resolve(ran); },
+        onLost: (reason) => { ran.lost = reason; resolve(ran); },
+      };
+      channel.run(id, path, handlers);
+    });
+  }
+
+  it('runs a command in its cwd with the env overlay; output on both streams comes before the exit', async () => {
+    const ran = await start('a1', await spec(['sh', '-c', 'echo "out $FOO $(pwd)"; echo err >&2; exit 3'], { cwd: '/tmp', env: { FOO: 'bar' } }));
+    assert.ok(ran.started && ran.started > 0);
+    assert.equal(ran.stdout, 'out bar /tmp\n');
+    assert.equal(ran.stderr, 'err\n');
+    assert.deepEqual(ran.exit, { code: 3, signal: null });
+  });
+
+  it('reports a missing program as ENOENT without starting it', async () => {
+    const ran = await start('a2', await spec(['definitely-not-a-program-xyz']));
+    assert.equal(ran.errno, 2);
+    assert.equal(ran.started, null);
+    assert.equal(ran.exit, null);
+  });
+
+  it('carries binary output byte for byte, in large amounts', async () => {
+    const ran = await start('a3', await spec(['sh', '-c', 'head -c 3000000 /dev/zero | tr "\\0" "x"']));
+    assert.equal(ran.stdout.length, 3_000_000);
+    assert.deepEqual(ran.exit, { code: 0, signal: null });
+  });
+
+  it('K signals the whole process group', async () => {
+    let pid = 0;
+    const done = start('a4', await spec(['sh', '-c', 'sleep 100 & echo $!; wait']), (p) => { pid = p; });
+    await new Promise((r) => setTimeout(r, 300));
+    channel.kill('a4', 15);
+    const ran = await done;
+    assert.ok(pid > 0);
+    const child = Number(ran.stdout.trim());
+    assert.equal(ran.exit?.signal, 15);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(alive(child), false, 'the background child got the signal too');
+  });
+
+  it('a leader that exits leaves nothing behind: the rest of its group is killed and the exit is reported at once', async () => {
+    const t0 = Date.now();
+    const ran = await start('a5', await spec(['sh', '-c', 'sleep 100 & echo $!']));
+    assert.deepEqual(ran.exit, { code: 0, signal: null });
+    assert.ok(Date.now() - t0 < 1_500, 'not held open by the orphan');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(alive(Number(ran.stdout.trim())), false);
+  });
+
+  it('applies the memory and process limits to the process tree', async () => {
+    const mem = await start('a6', await spec(['python3', '-c', 'b = bytearray(512 * 1024 * 1024)'], { mem: 128 * 1024 * 1024 }));
+    assert.notEqual(mem.exit?.code, 0);
+    assert.match(mem.stderr, /MemoryError/);
+  });
+
+  it('runs many processes at once, each with its own outcome', async () => {
+    const runs = await Promise.all(Array.from({ length: 20 }, async (_, i) => start(`m${i}`, await spec(['sh', '-c', `echo ${i}; exit ${i % 4}`]))));
+    runs.forEach((ran, i) => {
+      assert.equal(ran.stdout, `${i}\n`);
+      assert.equal(ran.exit?.code, i % 4);
+    });
+  });
+});
