@@ -11,7 +11,9 @@ import type { PreparedRuntime, Project, ReadinessSnapshot, Revision, Worker } fr
 export const LEASE_SECONDS = 30;
 
 export interface NodeReadiness {
-  node: string; state: string; phase: string | null; content_hash: string | null; started_at: string | null;
+  node: string; state: string; phase: string | null; content_hash: string | null;
+  /** (ours) why the runtime is in its state: "preparing runtime on node-1: build step 2/4", "dropped: idle for 600 s". */
+  status_reason: string | null; started_at: string | null;
   finished_at: string | null; duration_ms: number | null; error: { code: string; message: string } | null;
   log_tail: string; validation: Array<{ check: string; ok: boolean; message: string }>;
 }
@@ -31,7 +33,7 @@ function nodesOf(live: Worker[], runtimes: PreparedRuntime[], hash: string | nul
   return live.map((w) => {
     const rt = runtimes.find((r) => r.worker_id === w.id);
     return {
-      node: w.node, state: rt?.state ?? 'cold', phase: rt?.phase ?? null, content_hash: hash,
+      node: w.node, state: rt?.state ?? 'cold', phase: rt?.phase ?? null, content_hash: hash, status_reason: rt?.status_reason ?? null,
       started_at: rt?.started_at ?? null, finished_at: rt?.finished_at ?? null, duration_ms: rt?.duration_ms ?? null,
       error: rt?.error ?? null, log_tail: rt?.log_tail ?? '', validation: rt?.validation ?? [],
     };

@@ -87,6 +87,7 @@ export const NodeObject = Type.Object({
   state: Type.String(),
   phase: Nullable(Type.String()),
   content_hash: Nullable(Type.String()),
+  status_reason: Nullable(Type.String({ description: '(ours) why the runtime is in its state, e.g. "dropped: idle for 600 s"' })),
   started_at: Nullable(Type.String()),
   finished_at: Nullable(Type.String()),
   duration_ms: Nullable(Type.Integer()),

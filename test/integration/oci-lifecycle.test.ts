@@ -1,0 +1,98 @@
+/**
+ * Lifecycles of oci runtimes and attempts, for real: checkpoints that survive into the next attempt,
+ * cancel of a task running in a warm sandbox, task-scoped services, a service restarted by its policy, and
+ * idle runtimes dropped after COMPUTALOT_WARM_IDLE_S (readiness says so; the next task cold-starts).
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { call, makeAccount, type TestAccount } from '../helpers/http.js';
+import { submit, tasks, waitJob } from '../helpers/jobs.js';
+import { ociOnly } from '../helpers/oci.js';
+import { details, pushProject, waitDetails } from '../helpers/oci-project.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+const SERVICE = `import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"task-service")
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+`;
+
+describe('oci runtime lifecycles', ociOnly(), () => {
+  let srv: TestServer;
+  let acc: TestAccount;
+
+  before(async () => {
+    srv = await startTestServer({ COMPUTALOT_RUNTIME: 'oci', COMPUTALOT_LOCAL_WORKERS: '1', COMPUTALOT_WORKER_SLOTS: '2', COMPUTALOT_WARM_IDLE_S: '3' });
+    acc = await makeAccount(srv.url, 'life');
+    await pushProject(srv.url, acc.member, 'box', { files: { 'service.py': SERVICE } });
+  });
+  after(async () => {
+    await srv?.stop();
+  });
+
+  it('a task that fails on attempt 1 finds attempt 1\'s checkpoint on attempt 2', async () => {
+    const job = await submit(srv.url, acc.member, { project: 'box', payload: { mode: 'checkpoint' }, checkpoint: { enabled: true }, retries: { max_attempts: 2, backoff_s: 0 } });
+    const done = await waitJob(srv.url, acc.member, job.id, undefined, 120_000);
+    const [task] = await tasks(srv.url, acc.member, job.id);
+    assert.equal(done.status, 'completed', JSON.stringify(task));
+    assert.equal(task.attempts.length, 2);
+    assert.equal(task.result.found, 'saved by attempt 1');
+  });
+
+  it('cancel stops a task running in the warm sandbox', async () => {
+    const job = await submit(srv.url, acc.member, { project: 'box', payload: { mode: 'sleep' } });
+    await waitJob(srv.url, acc.member, job.id, (j) => j.tasks.running === 1, 120_000);
+    const res = await call(srv.url, 'POST', `/api/v1/jobs/${job.id}/cancel`, { token: acc.member, json: {} });
+    assert.equal(res.status, 200);
+    const done = await waitJob(srv.url, acc.member, job.id, undefined, 30_000);
+    assert.equal(done.status, 'cancelled');
+  });
+
+  it('task-scoped services start for each task; a service with restart "always" comes back after it dies', async () => {
+    await pushProject(srv.url, acc.member, 'svc', {
+      files: { 'service.py': SERVICE },
+      manifest: {
+        runtime: {
+          services: [
+            { name: 'per-task', command: ['python3', 'service.py', '7081'], scope: 'task', restart: 'never', ready_timeout_s: 20, healthcheck: { command: ['python3', '-c', 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:7081/")'] } },
+            { name: 'flaky', command: ['sh', '-c', 'echo start >> /tmp/flaky-starts; sleep 1; exit 1'], scope: 'project', restart: 'always' },
+          ],
+        },
+      },
+    });
+    for (let i = 0; i < 2; i += 1) {
+      const job = await submit(srv.url, acc.member, { project: 'svc', payload: { mode: 'http', url: 'http://127.0.0.1:7081/' } });
+      await waitJob(srv.url, acc.member, job.id, undefined, 120_000);
+      const [task] = await tasks(srv.url, acc.member, job.id);
+      assert.equal(task.result?.body, 'task-service', JSON.stringify(task));
+    }
+    // The flaky service exits 1 after a second each time; "always" starts it again (with a backoff).
+    const watch = await submit(srv.url, acc.member, { project: 'svc', runner_command: ['sh', '-c', 'sleep 3; cat /tmp/flaky-starts'] });
+    await waitJob(srv.url, acc.member, watch.id, undefined, 120_000);
+    const [watched] = await tasks(srv.url, acc.member, watch.id);
+    assert.ok((watched.output.match(/start/g) ?? []).length >= 2, `the service was restarted: ${watched.output}`);
+  });
+
+  it('an idle runtime is dropped after COMPUTALOT_WARM_IDLE_S: readiness says stale, the sandbox is gone, the next task cold-starts', async () => {
+    await pushProject(srv.url, acc.member, 'idle');
+    const first = await submit(srv.url, acc.member, { project: 'idle', payload: { mode: 'echo' } });
+    await waitJob(srv.url, acc.member, first.id, undefined, 120_000);
+    const warm = await details(srv.url, acc.member, 'idle');
+    assert.equal(warm.nodes[0].state, 'warm');
+    const dropped = await waitDetails(srv.url, acc.member, 'idle', (d) => d.nodes[0]?.state === 'stale', 30_000);
+    assert.match(dropped.nodes[0].status_reason ?? '', /^dropped: idle for \d+ s/);
+    assert.equal(dropped.ready_for_jobs, false);
+    const hash12 = warm.nodes[0].content_hash.slice('sha256:'.length, 'sha256:'.length + 12);
+    const containers = execFileSync('podman', ['ps', '-a', '--format', '{{.Names}}']).toString();
+    assert.ok(!containers.includes(hash12), `no container of the dropped runtime is left: ${containers}`);
+    const next = await submit(srv.url, acc.member, { project: 'idle', payload: { mode: 'echo' } });
+    await waitJob(srv.url, acc.member, next.id, undefined, 120_000);
+    const [task] = await tasks(srv.url, acc.member, next.id);
+    assert.equal(task.status, 'completed');
+    assert.ok(task.cold_start && task.cold_start.sandbox_ms > 0, `a cold start again: ${JSON.stringify(task.cold_start)}`);
+    assert.equal(task.cold_start.build_ms < 5_000, true, 'the image was kept');
+  });
+});
