@@ -126,7 +126,7 @@ describe('preparing oci runtimes', ociOnly(), () => {
     const warm = await waitDetails(srv.url, acc.member, 'ahead', (d) => d.ready_for_jobs === true);
     assert.equal(warm.nodes[0].state, 'warm');
     assert.equal(warm.jobs.queued + warm.jobs.running, 0);
-    const listed = execFileSync('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', 'label=computalot.project']).toString();
+    const listed = execFileSync('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}']).toString();
     const hex = pushed.content_hash.slice('sha256:'.length, 'sha256:'.length + 16);
     const ours = listed.split('\n').find((line) => line.endsWith(`:${hex}`));
     assert.ok(ours && imageExists(ours), `the image was built: ${listed}`);

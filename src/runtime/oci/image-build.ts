@@ -1,8 +1,9 @@
 /**
  * Building a revision's image from its Dockerfile (manifest `build`: dockerfile, context, target, args).
  *
- * - One image per (project, content hash): `localhost/computalot/<project id>:<first 16 hex of the hash>`,
- *   labelled with the project so `invalidate` can find every image of a project.
+ * - One image per (project, content hash): `localhost/computalot/<project id>:<first 16 hex of the hash>`;
+ *   `invalidate` finds every image of a project by that repository name. (Not by a `--label`: podman adds a
+ *   LABEL step, and its commit, to every build, ~40 ms of each cold start, measured.)
  * - podman's layer cache is kept between builds (an edit to script.py reuses the `RUN pip install` layer);
  *   after `invalidate`, `noCache` rebuilds every layer.
  * - `RUN` steps run under runc, not gVisor (buildah with this runsc fails to tear its containers down,
@@ -18,12 +19,13 @@ import type { PhaseInfo } from '../port.js';
 import { RuntimeError } from '../port.js';
 import { podman, podmanStreaming, RUNC_ULIMITS, type EngineOptions } from './podman.js';
 
-export function imageName(projectId: string, contentHash: string): string {
-  const project = projectId.toLowerCase().replace(/[^a-z0-9_.-]/g, '-');
-  return `localhost/computalot/${project}:${contentHash.replace(/^sha256:/, '').slice(0, 16)}`;
+export function imageRepository(projectId: string): string {
+  return `localhost/computalot/${projectId.toLowerCase().replace(/[^a-z0-9_.-]/g, '-')}`;
 }
 
-export const PROJECT_LABEL = 'computalot.project';
+export function imageName(projectId: string, contentHash: string): string {
+  return `${imageRepository(projectId)}:${contentHash.replace(/^sha256:/, '').slice(0, 16)}`;
+}
 
 const STEP = /^STEP (\d+)\/(\d+): (.*)$/;
 
@@ -54,7 +56,7 @@ export async function buildImage(input: BuildInput): Promise<string> {
     throw new RuntimeError('dockerfile_missing', `The revision has no ${input.build.dockerfile}; add one at the tarball root (or set build.dockerfile) and push again.`, 'build');
   }
   const args = ['build', '--runtime', input.engine.runc, ...RUNC_ULIMITS, `--network=${input.network}`,
-    '-f', dockerfile, '-t', image, '--label', `${PROJECT_LABEL}=${input.projectId}`];
+    '-f', dockerfile, '-t', image];
   if (input.noCache) args.push('--no-cache');
   if (input.build.target) args.push('--target', input.build.target);
   for (const [name, value] of Object.entries(input.build.args)) args.push('--build-arg', `${name}=${value}`);
@@ -82,7 +84,7 @@ export async function buildImage(input: BuildInput): Promise<string> {
 
 /** Removes every image of a project (invalidate); containers using one are removed first by the caller. */
 export async function removeProjectImages(engine: EngineOptions, projectId: string): Promise<void> {
-  const listed = await podman(engine, ['images', '-q', '--filter', `label=${PROJECT_LABEL}=${projectId}`]);
+  const listed = await podman(engine, ['images', '-q', '--filter', `reference=${imageRepository(projectId)}`]);
   const ids = [...new Set(listed.stdout.split('\n').map((s) => s.trim()).filter(Boolean))];
   if (ids.length > 0) await podman(engine, ['rmi', '-f', ...ids]);
 }

@@ -91,9 +91,9 @@ export class Sandbox {
   }
 
   static async start(spec: SandboxSpec): Promise<Sandbox> {
+    // Names carry a random suffix, and a crashed worker's containers are removed by label before its
+    // successor's first preparation, so no `rm` of a same-named leftover is needed here (~30 ms saved).
     await mkdir(join(spec.ioDir, 'specs'), { recursive: true });
-    // A container of this name left by a crash would make `run --name` fail.
-    await podman(spec.engine, ['rm', '-f', '--time', '0', spec.name]);
     const channel = await HelperChannel.start(spec.engine.podman, Sandbox.podmanArgs(spec));
     return new Sandbox(spec, channel);
   }
