@@ -105,6 +105,14 @@ function explain(
       action: 'Read nodes[].error and log_tail, fix the project, and push again.',
     };
   }
+  const stale = nodes.filter((n) => n.state === 'stale');
+  if (stale.length > 0) {
+    const why = stale[0]!.status_reason ? ` (${stale[0]!.status_reason})` : '';
+    return {
+      message: `${rev}; its prepared runtime was discarded on ${stale.length} of ${w.eligible} worker(s)${why}, so the next job will cold-start (or call /init).`,
+      action: `Optional: POST /api/v1/projects/${project.name}/init to prepare workers again ahead of the next job.`,
+    };
+  }
   return {
     message: `${rev}; no worker has prepared it yet, so the next job will cold-start (or call /init).`,
     action: `Optional: POST /api/v1/projects/${project.name}/init to prepare workers ahead of the first job.`,

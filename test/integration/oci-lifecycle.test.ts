@@ -96,3 +96,33 @@ describe('oci runtime lifecycles', ociOnly(), () => {
     assert.equal(task.cold_start.build_ms < 5_000, true, 'the image was kept');
   });
 });
+
+describe('oci runtimes under disk pressure', ociOnly(), () => {
+  let srv: TestServer;
+  let acc: TestAccount;
+  before(async () => {
+    // A threshold no disk meets: every idle runtime counts as taking space that is short.
+    srv = await startTestServer({ COMPUTALOT_RUNTIME: 'oci', COMPUTALOT_LOCAL_WORKERS: '1', COMPUTALOT_MIN_FREE_DISK_MB: String(2 ** 40) });
+    acc = await makeAccount(srv.url, 'disk');
+  });
+  after(async () => {
+    await srv?.stop();
+  });
+
+  it('drops idle runtimes and removes their images when the disk is short', async () => {
+    // Content of its own, so no other test's project shares its image tag.
+    const pushed = await pushProject(srv.url, acc.member, 'full', { files: { 'unique.txt': `${Date.now()}-${Math.random()}` } });
+    const job = await submit(srv.url, acc.member, { project: 'full', payload: { mode: 'echo' } });
+    assert.equal((await waitJob(srv.url, acc.member, job.id, undefined, 120_000)).status, 'completed');
+    const dropped = await waitDetails(srv.url, acc.member, 'full', (d) => d.nodes[0]?.state === 'stale', 60_000);
+    assert.equal(dropped.nodes[0].status_reason, 'dropped: the disk is nearly full');
+    const image = `localhost/computalot/`;
+    const hex = pushed.content_hash.slice('sha256:'.length, 'sha256:'.length + 16);
+    for (let i = 0; i < 50; i += 1) {
+      const images = execFileSync('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}']).toString();
+      if (!images.split('\n').some((line) => line.startsWith(image) && line.endsWith(`:${hex}`))) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.fail('the dropped runtime\'s image was not removed');
+  });
+});

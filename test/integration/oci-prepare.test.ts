@@ -119,7 +119,8 @@ describe('preparing oci runtimes', ociOnly(), () => {
   });
 
   it('init prepares a runtime before any job; invalidate discards it and its image; the next preparation rebuilds without the layer cache', async () => {
-    const pushed = await pushProject(srv.url, acc.member, 'ahead');
+    // Content of its own, so no other test's project shares its image tag.
+    const pushed = await pushProject(srv.url, acc.member, 'ahead', { files: { 'unique.txt': `${Date.now()}-${Math.random()}` } });
     const init = await call(srv.url, 'POST', '/api/v1/projects/ahead/init', { token: acc.member, json: {} });
     assert.equal(init.status, 202);
     assert.equal(init.body.targeted_workers, 1);

@@ -44,6 +44,14 @@ describe('readiness', () => {
     assert.deepEqual(r.jobs, { queued: 2, running: 1 });
   });
 
+  it('a runtime dropped on its worker (stale): says why and that the next job cold-starts', () => {
+    const r = decide([worker(1), worker(2)], [runtime(1, 'stale', { status_reason: 'dropped: idle for 600 s' })]);
+    assert.equal(r.ready_for_jobs, false);
+    assert.equal(r.nodes[0]?.status_reason, 'dropped: idle for 600 s');
+    assert.equal(r.status_message, 'Revision 3 is published; its prepared runtime was discarded on 1 of 2 worker(s) (dropped: idle for 600 s), so the next job will cold-start (or call /init).');
+    assert.match(r.recommended_action ?? '', /\/init/);
+  });
+
   it('with a cold worker: suggests /init, the exact public sentence', () => {
     const r = decide([worker(1)], []);
     assert.equal(r.status_message, 'Revision 3 is published; no worker has prepared it yet, so the next job will cold-start (or call /init).');

@@ -52,6 +52,8 @@ export interface OciRuntimeOptions {
   slots?: number;
 }
 
+const DISK_DROP_GRACE_MS = 5_000;
+
 export type DropListener = (projectId: string, contentHash: string, reason: string) => void;
 
 interface Env {
@@ -68,6 +70,7 @@ interface Env {
   lastUsed: number;
   running: number;
   dropped: boolean;
+  stopped?: Promise<void>;
 }
 
 interface Built {
@@ -100,7 +103,7 @@ export class OciRuntime implements Runtime {
   constructor(private readonly options: OciRuntimeOptions = {}) {
     this.engine = { ...DEFAULT_ENGINE, ...options.engine };
     const idleS = options.warmIdleS ?? 600;
-    this.sweeper = setInterval(() => void this.sweep(), Math.max(1_000, Math.min(30_000, (idleS * 1000) / 2)));
+    this.sweeper = setInterval(() => void this.sweep(), Math.max(1_000, Math.min(5_000, (idleS * 1000) / 2)));
     this.sweeper.unref();
   }
 
@@ -335,12 +338,15 @@ export class OciRuntime implements Runtime {
     if (env.running === 0) void this.stopEnv(env);
   }
 
-  private async stopEnv(env: Env): Promise<void> {
-    env.services?.stop();
-    env.services = null;
-    const sandbox = env.sandbox;
-    env.sandbox = null;
-    await sandbox?.stop();
+  /** Stops the runtime's services and sandbox; every caller waits for the same stop. */
+  private stopEnv(env: Env): Promise<void> {
+    env.stopped ??= (async () => {
+      env.services?.stop();
+      env.services = null;
+      await env.sandbox?.stop();
+      env.sandbox = null;
+    })();
+    return env.stopped;
   }
 
   async discard(prepared: Prepared): Promise<void> {
@@ -365,7 +371,8 @@ export class OciRuntime implements Runtime {
       if (env.running === 0 && now - env.lastUsed >= idleMs) this.drop(env, `idle for ${Math.round((now - env.lastUsed) / 1000)} s`);
     }
     const minFree = (this.options.minFreeDiskMb ?? 2048) * 1024 * 1024;
-    const idle = [...this.warm.values()].filter((e) => e.running === 0).sort((a, b) => a.lastUsed - b.lastUsed);
+    // Not one used in the last few seconds: it may be between its preparation and its first task.
+    const idle = [...this.warm.values()].filter((e) => e.running === 0 && now - e.lastUsed >= DISK_DROP_GRACE_MS).sort((a, b) => a.lastUsed - b.lastUsed);
     for (const env of idle) {
       const fs = await statfs(env.workDir).catch(() => null);
       if (!fs || fs.bavail * fs.bsize >= minFree) break;
