@@ -129,3 +129,27 @@ describe('the oci sandbox (gVisor)', ociOnly(), () => {
     assert.equal(res.status, 'completed');
   });
 });
+
+describe('runtime.sandbox "runc" where the server allows it', ociOnly(), () => {
+  let srv: TestServer;
+  let acc: TestAccount;
+  before(async () => {
+    srv = await startTestServer({ COMPUTALOT_RUNTIME: 'oci', COMPUTALOT_LOCAL_WORKERS: '1', COMPUTALOT_ALLOW_RUNC: '1' });
+    acc = await makeAccount(srv.url, 'runc');
+    await pushProject(srv.url, acc.member, 'plain', { manifest: { runtime: { sandbox: 'runc' } } });
+  });
+  after(async () => {
+    await srv?.stop();
+  });
+
+  it('runs the task under runc (the host kernel), still with no network and its process limit', async () => {
+    const host = await readFile('/proc/version', 'utf8');
+    const { done, result, task } = await runTask(srv, acc.member, 'plain', { mode: 'proc_version' });
+    assert.equal(done.status, 'completed', JSON.stringify(task));
+    assert.equal(result.proc_version.trim(), host.trim());
+    const net = await runTask(srv, acc.member, 'plain', { mode: 'connect', hosts: ['1.1.1.1'], port: 53 });
+    assert.notEqual(net.result.attempts['1.1.1.1'], 'connected');
+    const fork = await runTask(srv, acc.member, 'plain', { mode: 'fork', n: 200 });
+    assert.ok(fork.result.started < 200, `the pids cgroup stopped it: ${JSON.stringify(fork.result)}`);
+  });
+});

@@ -171,7 +171,9 @@ export class OciAttempt implements RunningAttempt {
       this.proc = sandbox.spawn(command, {
         cwd: input.prepared.workdir, env,
         memoryBytes: resources.memory_mb ? resources.memory_mb * 1024 * 1024 : null,
-        nproc: resources.pids ?? null,
+        // Under runc the sandbox's root is the host's root user, whose RLIMIT_NPROC counts every root
+        // process on the host: there the container's pids cgroup (--pids-limit) is the limit instead.
+        nproc: options.manifest.runtime.sandbox === 'gvisor' ? (resources.pids ?? null) : null,
       }, {
         onStart: () => {
           this.started = true;
