@@ -166,6 +166,8 @@ export interface Runtime {
   discard(prepared: Prepared): Promise<void>;
   /** Shutdown: cancels every running attempt, waits for their outcomes, releases resident resources. */
   close(): Promise<void>;
+  /** What the worker announces about its runtime (SPEC §8), e.g. `{kind: "oci", sandboxes: ["gvisor"]}`. */
+  describe?(): Record<string, unknown>;
   /** Whether a prepared runtime can still run attempts (a sandbox may die or be dropped when idle). */
   isLive?(prepared: Prepared): boolean;
   /** Calls back when the runtime drops a prepared runtime on its own (idle, disk, crash, invalidate). */

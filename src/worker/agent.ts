@@ -58,7 +58,7 @@ export class WorkerAgent {
     await mkdir(join(this.opts.workDir, 'outputs'), { recursive: true });
     this.worker = await this.client.register({
       embedded: this.opts.embedded, profile: this.opts.profile, slots: this.opts.slots, token_id: this.opts.tokenId ?? null,
-      resources: { slots: this.opts.slots }, runtime: { kind: this.runtime.kind },
+      resources: { slots: this.opts.slots }, runtime: this.runtime.describe?.() ?? { kind: this.runtime.kind },
     });
     this.runtimes.worker = this.worker;
     this.unsubscribe = this.client.onWork(() => this.pump());

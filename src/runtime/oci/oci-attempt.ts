@@ -153,7 +153,7 @@ export class OciAttempt implements RunningAttempt {
       let progress: ProgressFollower | null = null;
       const finish = async (end: { code: number | null; signal: number | null } | { lost: string }): Promise<void> => {
         this.exited = true;
-        const durationMs = Math.round(performance.now() - startedAt);
+        const durationMs = startedAt === 0 ? 0 : Math.round(performance.now() - startedAt);
         if (timeoutTimer) clearTimeout(timeoutTimer);
         if (this.killTimer) clearTimeout(this.killTimer);
         await progress?.finish();

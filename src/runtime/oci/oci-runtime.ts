@@ -107,6 +107,10 @@ export class OciRuntime implements Runtime {
     this.sweeper.unref();
   }
 
+  describe(): Record<string, unknown> {
+    return { kind: 'oci', sandboxes: this.options.allowRunc ? ['gvisor', 'runc'] : ['gvisor'], reuse: ['sandbox', 'none'] };
+  }
+
   onDropped(listener: DropListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
