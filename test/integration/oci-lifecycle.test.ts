@@ -77,7 +77,8 @@ describe('oci runtime lifecycles', ociOnly(), () => {
   });
 
   it('an idle runtime is dropped after COMPUTALOT_WARM_IDLE_S: readiness says stale, the sandbox is gone, the next task cold-starts', async () => {
-    await pushProject(srv.url, acc.member, 'idle');
+    // Content of its own: other test files' servers run sandboxes of the shared fixture meanwhile.
+    await pushProject(srv.url, acc.member, 'idle', { files: { 'unique.txt': `${Date.now()}-${Math.random()}` } });
     const first = await submit(srv.url, acc.member, { project: 'idle', payload: { mode: 'echo' } });
     await waitJob(srv.url, acc.member, first.id, undefined, 120_000);
     const warm = await details(srv.url, acc.member, 'idle');
@@ -86,7 +87,13 @@ describe('oci runtime lifecycles', ociOnly(), () => {
     assert.match(dropped.nodes[0].status_reason ?? '', /^dropped: idle for \d+ s/);
     assert.equal(dropped.ready_for_jobs, false);
     const hash12 = warm.nodes[0].content_hash.slice('sha256:'.length, 'sha256:'.length + 12);
-    const containers = execFileSync('podman', ['ps', '-a', '--format', '{{.Names}}']).toString();
+    // Readiness says stale when the drop is decided; the sandbox stops right after.
+    let containers = '';
+    for (let i = 0; i < 100; i += 1) {
+      containers = execFileSync('podman', ['ps', '-a', '--format', '{{.Names}}']).toString();
+      if (!containers.includes(hash12)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
     assert.ok(!containers.includes(hash12), `no container of the dropped runtime is left: ${containers}`);
     const next = await submit(srv.url, acc.member, { project: 'idle', payload: { mode: 'echo' } });
     await waitJob(srv.url, acc.member, next.id, undefined, 120_000);

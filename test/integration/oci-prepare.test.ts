@@ -82,6 +82,33 @@ describe('preparing oci runtimes', ociOnly(), () => {
     assert.equal(again.ready_for_jobs, true);
   });
 
+  it('builds the manifest\'s build target with its args, from its dockerfile and context; resources.cpu limits the sandbox', async () => {
+    const dockerfile = [
+      'FROM localhost/computalot/python:bookworm AS app',
+      'ARG GREETING=unset',
+      'WORKDIR /work',
+      'COPY . .',
+      'RUN echo "$GREETING" > /greeting',
+      'FROM app AS broken',
+      'RUN exit 1',
+      '',
+    ].join('\n');
+    await pushProject(srv.url, acc.member, 'targeted', {
+      files: { 'build.Dockerfile': dockerfile, unique: `${Date.now()}-${Math.random()}` },
+      manifest: { build: { dockerfile: 'build.Dockerfile', context: '.', target: 'app', args: { GREETING: 'hello from an arg' } }, resources: { cpu: 0.5 } },
+    });
+    const job = await submit(srv.url, acc.member, { project: 'targeted', payload: { mode: 'read', path: '/greeting' } });
+    await waitJob(srv.url, acc.member, job.id, undefined, 120_000);
+    const [task] = await tasks(srv.url, acc.member, job.id);
+    assert.equal(task.status, 'completed', JSON.stringify(task));
+    assert.equal(task.result.content, 'hello from an arg\n', 'the arg reached the build, and the broken stage after the target was not built');
+    const hash12 = (await details(srv.url, acc.member, 'targeted')).content_hash.slice(7, 19);
+    const names = execFileSync('podman', ['ps', '--format', '{{.Names}}']).toString().split('\n').filter((n) => n.includes(hash12));
+    assert.equal(names.length, 1, `one warm sandbox: ${names}`);
+    const nanoCpus = execFileSync('podman', ['inspect', '--format', '{{.HostConfig.NanoCpus}}', names[0]!]).toString().trim();
+    assert.equal(nanoCpus, String(0.5 * 2 * 1e9), 'cpu 0.5 per task × 2 slots');
+  });
+
   it('a broken Dockerfile: the failing step in log_tail, the job failed with a reason, no hang', async () => {
     await pushProject(srv.url, acc.member, 'broken', {
       files: { Dockerfile: 'FROM localhost/computalot/python:bookworm\nWORKDIR /work\nCOPY . .\nRUN echo about to fail && exit 7\n' },
