@@ -1,15 +1,15 @@
 /**
  * The in-sandbox helper (src/runtime/oci/helper/computalot-helper.c) and the worker's end of its protocol
  * (helper-channel.ts), run directly on the host: no container needed, so the protocol is tested apart from
- * podman and gVisor. Spec files are written the way Sandbox.spawn writes them.
+ * podman and gVisor.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { helperBinary } from '../../src/runtime/oci/helper-binary.js';
-import { HelperChannel, type ProcessHandlers } from '../../src/runtime/oci/helper-channel.js';
+import { encodeSpec, HelperChannel, type ProcessHandlers } from '../../src/runtime/oci/helper-channel.js';
 import { alive } from '../helpers/processes.js';
 
 interface Ran {
@@ -24,7 +24,6 @@ interface Ran {
 describe('the sandbox helper and its channel', () => {
   let dir: string;
   let channel: HelperChannel;
-  let n = 0;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'computalot-helper-'));
@@ -37,15 +36,11 @@ describe('the sandbox helper and its channel', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function spec(argv: string[], opts: { cwd?: string; env?: Record<string, string>; mem?: number; nproc?: number } = {}): Promise<string> {
-    const env = Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`);
-    const fields = [opts.cwd ?? dir, String(opts.mem ?? 0), String(opts.nproc ?? 0), String(argv.length), ...argv, String(env.length), ...env];
-    const path = join(dir, `spec-${n += 1}`);
-    await writeFile(path, fields.map((f) => `${f}\0`).join(''));
-    return path;
+  async function spec(argv: string[], opts: { cwd?: string; env?: Record<string, string>; mem?: number; nproc?: number } = {}): Promise<Buffer> {
+    return encodeSpec({ argv, cwd: opts.cwd ?? dir, env: opts.env ?? {}, memoryBytes: opts.mem ?? null, nproc: opts.nproc ?? null });
   }
 
-  function start(id: string, path: string, onStart?: (pid: number) => void): Promise<Ran> {
+  function start(id: string, path: Buffer, onStart?: (pid: number) => void): Promise<Ran> {
     return new Promise((resolve) => {
       const ran: Ran = { started: null, errno: null, stdout: '', stderr: '', exit: null, lost: null };
       const handlers: ProcessHandlers = {
@@ -106,6 +101,13 @@ describe('the sandbox helper and its channel', () => {
     const mem = await start('a6', await spec(['python3', '-c', 'b = bytearray(512 * 1024 * 1024)'], { mem: 128 * 1024 * 1024 }));
     assert.notEqual(mem.exit?.code, 0);
     assert.match(mem.stderr, /MemoryError/);
+  });
+
+  it('takes a large spec (a big environment) split across many reads', async () => {
+    // Four variables of 50 kB: one string may not pass 128 KiB (MAX_ARG_STRLEN), the spec passes 64 KiB reads.
+    const env = Object.fromEntries([1, 2, 3, 4].map((i) => [`BIG${i}`, String(i).repeat(50_000)]));
+    const ran = await start('b1', await spec(['sh', '-c', 'echo $((${#BIG1} + ${#BIG2} + ${#BIG3} + ${#BIG4}))'], { env }));
+    assert.equal(ran.stdout, '200000\n', JSON.stringify({ errno: ran.errno, stderr: ran.stderr }));
   });
 
   it('runs many processes at once, each with its own outcome', async () => {

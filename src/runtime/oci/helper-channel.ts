@@ -2,7 +2,7 @@
  * The worker's end of a sandbox's helper (helper/computalot-helper.c): `podman run -i` keeps the helper's
  * stdin and stdout attached, and this class speaks the helper's line protocol over them.
  *
- *   run(id, spec) ─▶ "R id spec" ──▶ helper forks ──▶ "S id pid" | "E id errno"
+ *   run(id, spec) ─▶ "I id len\n<spec>" ──▶ helper forks ──▶ "S id pid" | "E id errno"
  *                                   output        ──▶ "O id 1|2 len\n<bytes>" …
  *                                   leader exits  ──▶ "X id c code" | "X id s signal"   (after every O of id)
  *   kill(id, sig) ─▶ "K id sig"
@@ -18,6 +18,24 @@ export interface ProcessHandlers {
   onOutput(chunk: Buffer, stream: 'stdout' | 'stderr'): void;
   onExit(exit: { code: number | null; signal: number | null }): void;
   onLost(reason: string): void;
+}
+
+export interface ProcessSpec {
+  argv: string[];
+  cwd: string;
+  /** Over the helper's own environment (in a sandbox: the image's). */
+  env: Record<string, string>;
+  /** RLIMIT_AS in bytes, RLIMIT_NPROC; null or 0 for none. */
+  memoryBytes?: number | null;
+  nproc?: number | null;
+}
+
+/** The helper's spec fields: cwd, memory, nproc, argc, argv…, envc, NAME=value…, each NUL-terminated. */
+export function encodeSpec(spec: ProcessSpec): Buffer {
+  const env = Object.entries(spec.env).filter(([k, v]) => k !== '' && !k.includes('=') && !`${k}${v}`.includes('\0'));
+  const fields = [spec.cwd, String(spec.memoryBytes ?? 0), String(spec.nproc ?? 0), String(spec.argv.length), ...spec.argv,
+    String(env.length), ...env.map(([k, v]) => `${k}=${v}`)];
+  return Buffer.from(fields.map((f) => `${f}\0`).join(''));
 }
 
 export class HelperChannel {
@@ -69,13 +87,14 @@ export class HelperChannel {
     return this.stderrTail;
   }
 
-  run(id: string, specPath: string, handlers: ProcessHandlers): void {
+  /** Starts a process: `spec` is the helper's NUL-terminated fields (see `encodeSpec`). */
+  run(id: string, spec: Buffer, handlers: ProcessHandlers): void {
     if (this.dead !== null) {
       queueMicrotask(() => handlers.onLost(this.dead!));
       return;
     }
     this.procs.set(id, handlers);
-    this.child.stdin!.write(`R ${id} ${specPath}\n`);
+    this.child.stdin!.write(Buffer.concat([Buffer.from(`I ${id} ${spec.length}\n`), spec]));
   }
 
   kill(id: string, signal: number): void {

@@ -6,17 +6,17 @@
  *     --entrypoint /computalot/bin/helper -v <helper>:/computalot/bin/helper:ro -v <io>:/computalot/io
  *     [-v <cache>:<path>]… [-v <data>:<mount>:ro]… [--memory … --cpus …] <image>
  *
- * Nothing else of the host is mounted. `/computalot/io` holds the per-process spec files and the attempts'
- * folders (payload, result, progress, scratch, checkpoint); the worker creates them on the host side.
+ * Nothing else of the host is mounted. `/computalot/io` holds the attempts' folders (payload, result,
+ * progress, scratch, checkpoint); the worker creates them on the host side. Process specs (argv, env) go
+ * to the helper inline, over its stdin.
  *
  * Invariants: `spawn` never throws (failures arrive through the handlers); `exec` resolves (never rejects)
  * with what happened; `stop` is idempotent and leaves no container behind.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HelperChannel, type ProcessHandlers } from './helper-channel.js';
+import { encodeSpec, HelperChannel, type ProcessHandlers } from './helper-channel.js';
 import { podman, RUNC_ULIMITS, runtimeFlags, type EngineOptions } from './podman.js';
 
 export const IO_MOUNT = '/computalot/io';
@@ -93,7 +93,7 @@ export class Sandbox {
   static async start(spec: SandboxSpec): Promise<Sandbox> {
     // Names carry a random suffix, and a crashed worker's containers are removed by label before its
     // successor's first preparation, so no `rm` of a same-named leftover is needed here (~30 ms saved).
-    await mkdir(join(spec.ioDir, 'specs'), { recursive: true });
+    await mkdir(join(spec.ioDir, 'attempts'), { recursive: true });
     const channel = await HelperChannel.start(spec.engine.podman, Sandbox.podmanArgs(spec));
     return new Sandbox(spec, channel);
   }
@@ -109,25 +109,7 @@ export class Sandbox {
   /** Starts a process through the helper. */
   spawn(argv: string[], opts: SpawnOptions, handlers: ProcessHandlers): SpawnedProcess {
     const id = `p${randomBytes(6).toString('hex')}`;
-    const fields = [opts.cwd, String(opts.memoryBytes ?? 0), String(opts.nproc ?? 0), String(argv.length), ...argv];
-    const env = Object.entries(opts.env).filter(([k, v]) => k !== '' && !k.includes('=') && !`${k}${v}`.includes('\0'));
-    fields.push(String(env.length), ...env.map(([k, v]) => `${k}=${v}`));
-    const specHost = join(this.spec.ioDir, 'specs', id);
-    const final = (): void => rmSync(specHost, { force: true });
-    try {
-      mkdirSync(join(this.spec.ioDir, 'specs'), { recursive: true });
-      writeFileSync(specHost, fields.map((f) => `${f}\0`).join(''), { mode: 0o600 });
-    } catch (error) {
-      queueMicrotask(() => handlers.onLost(`could not write the process spec: ${(error as Error).message}`));
-      return { id, kill: () => undefined };
-    }
-    this.channel.run(id, `${IO_MOUNT}/specs/${id}`, {
-      onStart: (pid) => { final(); handlers.onStart(pid); },
-      onError: (errno) => { final(); handlers.onError(errno); },
-      onOutput: handlers.onOutput,
-      onExit: (exit) => { final(); handlers.onExit(exit); },
-      onLost: (reason) => { final(); handlers.onLost(reason); },
-    });
+    this.channel.run(id, encodeSpec({ argv, ...opts }), handlers);
     return { id, kill: (signal) => this.channel.kill(id, signal) };
   }
 
@@ -166,7 +148,7 @@ export class Sandbox {
     const gone = await Promise.race([this.channel.ended.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5_000).unref())]);
     if (!gone) this.channel.destroy();
     await podman(this.spec.engine, ['rm', '-f', '--time', '0', this.spec.name]);
-    await rm(join(this.spec.ioDir, 'specs'), { recursive: true, force: true }).catch(() => undefined);
+    await rm(this.spec.ioDir, { recursive: true, force: true }).catch(() => undefined);
   }
 }
 

@@ -6,9 +6,10 @@
  * stdout. Linked statically, so it runs in any image, even one with nothing but /bin/sh.
  *
  * Worker -> helper, one command per line:
- *   R <id> <spec path>   start a process; the spec file holds NUL-terminated fields:
- *                        cwd, memory limit bytes (0 = none), process limit (0 = none), argc, argv..., envc,
- *                        env "NAME=value"... (applied over the helper's own environment: the image's)
+ *   I <id> <len>\n<len bytes>   start a process; the bytes are NUL-terminated fields: cwd, memory limit
+ *                        bytes (0 = none), process limit (0 = none), argc, argv..., envc, env "NAME=value"...
+ *                        (applied over the helper's own environment: the image's). Inline, not in a file:
+ *                        nothing of a task's env (secrets) is ever written where other tasks could read it.
  *   K <id> <signal>      signal the process group of <id> (a no-op once it is gone)
  * Helper -> worker:
  *   S <id> <pid>         started (the exec succeeded)
@@ -98,24 +99,6 @@ static void on_sigchld(int sig) {
   errno = saved;
 }
 
-static char *read_file(const char *path, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return NULL;
-  size_t cap = 4096, used = 0;
-  char *buf = malloc(cap + 1);
-  for (;;) {
-    if (used == cap) { cap *= 2; buf = realloc(buf, cap + 1); }
-    ssize_t n = read(fd, buf + used, cap - used);
-    if (n < 0) { if (errno == EINTR) continue; free(buf); close(fd); return NULL; }
-    if (n == 0) break;
-    used += (size_t)n;
-  }
-  close(fd);
-  buf[used] = 0;
-  *len = used;
-  return buf;
-}
-
 /* Splits NUL-terminated fields; returns the count, fills at most max pointers. */
 static size_t split_fields(char *buf, size_t len, char **fields, size_t max) {
   size_t n = 0, start = 0;
@@ -131,15 +114,14 @@ static struct proc *find(const char *id) {
   return NULL;
 }
 
-static void start(const char *id, const char *spec_path) {
-  if (strlen(id) >= ID_MAX || find(id)) { say("E %s %d\n", id, (int)(EINVAL)); return; }
+/* Takes ownership of spec (malloc'd, len bytes). */
+static void start(const char *id, char *spec, size_t len) {
+  if (strlen(id) >= ID_MAX || find(id)) { free(spec); say("E %s %d\n", id, (int)(EINVAL)); return; }
   struct proc *slot = NULL;
   for (int i = 0; i < MAX_PROCS; i++) if (!procs[i].used) { slot = &procs[i]; break; }
-  if (!slot) { say("E %s %d\n", id, (int)(EAGAIN)); return; }
-  size_t len = 0;
-  char *spec = read_file(spec_path, &len);
-  if (!spec) { say("E %s %d\n", id, (int)(errno ? errno : EIO)); return; }
-  size_t max = 65536;
+  if (!slot) { free(spec); say("E %s %d\n", id, (int)(EAGAIN)); return; }
+  size_t max = 1;
+  for (size_t i = 0; i < len; i++) max += spec[i] == 0;
   char **f = calloc(max, sizeof(char *));
   size_t nf = split_fields(spec, len, f, max);
   long argc = nf >= 4 ? strtol(f[3], NULL, 10) : -1;
@@ -266,12 +248,43 @@ static void handle_line(char *line) {
   char *id = strtok(NULL, " ");
   char *arg = strtok(NULL, " ");
   if (!cmd || !id || !arg) return;
-  if (strcmp(cmd, "R") == 0) start(id, arg);
-  else if (strcmp(cmd, "K") == 0) {
+  if (strcmp(cmd, "K") == 0) {
     struct proc *p = find(id);
     int sig = atoi(arg);
     if (p && !p->exited && sig > 0) kill(-p->pid, sig);
   }
+}
+
+/* Handles every complete command at the start of buf: lines, and I frames (a line, then its bytes). */
+static void consume_input(char *buf, size_t *used) {
+  size_t off = 0;
+  for (;;) {
+    char *nl = memchr(buf + off, '\n', *used - off);
+    if (!nl) break;
+    size_t line_len = (size_t)(nl - (buf + off));
+    if (line_len > 0 && buf[off] == 'I') {
+      char id[ID_MAX];
+      unsigned long long len = 0;
+      char fmt[32];
+      snprintf(fmt, sizeof fmt, "I %%%ds %%llu", ID_MAX - 1);
+      *nl = 0;
+      int ok = sscanf(buf + off, fmt, id, &len) == 2;
+      *nl = '\n';
+      if (!ok) { off += line_len + 1; continue; }
+      if (*used - (off + line_len + 1) < len) break; /* the bytes are not all here yet */
+      char *spec = malloc(len + 1);
+      memcpy(spec, nl + 1, len);
+      spec[len] = 0;
+      off += line_len + 1 + len;
+      start(id, spec, len);
+      continue;
+    }
+    *nl = 0;
+    handle_line(buf + off);
+    off += line_len + 1;
+  }
+  memmove(buf, buf + off, *used - off);
+  *used -= off;
 }
 
 static void shutdown_all(void) {
@@ -291,8 +304,8 @@ int main(void) {
   /* SIGTERM from `podman stop`: end every task, then go. */
   signal(SIGTERM, SIG_DFL);
 
-  static char in[65536];
-  size_t in_used = 0;
+  size_t in_cap = 1 << 16, in_used = 0;
+  char *in = malloc(in_cap);
   int stdin_open = 1;
   struct pollfd *pfds = calloc(2 + 2 * MAX_PROCS, sizeof(struct pollfd));
   struct proc **owners = calloc(2 + 2 * MAX_PROCS, sizeof(struct proc *));
@@ -322,22 +335,15 @@ int main(void) {
         while (read(sigpipe_fds[0], drain, sizeof drain) > 0) {}
         reap();
       } else if (owners[i] == NULL) {
-        ssize_t got = read(0, in + in_used, sizeof in - 1 - in_used);
+        if (in_used + 65536 > in_cap) { in_cap = (in_used + 65536) * 2; in = realloc(in, in_cap); }
+        ssize_t got = read(0, in + in_used, in_cap - in_used);
         if (got <= 0) {
           if (got < 0 && errno == EINTR) continue;
           stdin_open = 0;
           shutdown_all();
         }
         in_used += (size_t)got;
-        char *nl;
-        while ((nl = memchr(in, '\n', in_used)) != NULL) {
-          *nl = 0;
-          handle_line(in);
-          size_t rest = in_used - (size_t)(nl + 1 - in);
-          memmove(in, nl + 1, rest);
-          in_used = rest;
-        }
-        if (in_used == sizeof in - 1) in_used = 0; /* an over-long line: drop it */
+        consume_input(in, &in_used);
       } else if (owners[i]->used && owners[i]->out[streams[i]] == pfds[i].fd) {
         pump_output(owners[i], streams[i]);
       }
