@@ -58,7 +58,10 @@ export async function startServer(config: Config, opts: { logger?: boolean | obj
           engine: { podman: config.podman, runsc: config.runsc }, allowRunc: config.allowRunc, warmIdleS: config.warmIdleSeconds,
           minFreeDiskMb: config.minFreeDiskMb, buildNetwork: config.buildNetwork, slots: config.workerSlots,
         })
-        : new ProcessRuntime(),
+        : new ProcessRuntime({
+          helperDir: join(config.dataDir, 'work'),
+          onFallback: (why) => app.log.warn(`tasks are forked by the Node spawner process instead of the helper: ${why}`),
+        }),
       heartbeatMs: config.heartbeatMs,
     });
   }

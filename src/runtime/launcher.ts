@@ -1,10 +1,12 @@
 /**
  * How the `process` runtime starts a task process: the seam between supervising an attempt
- * (process-attempt.ts: timeouts, cancel, the process group, files) and forking it. Two launchers:
+ * (process-attempt.ts: timeouts, cancel, the process group, files) and forking it. Three launchers:
  *
- * - `SpawnerLauncher` (spawner-client.ts, the default): a small resident Node process forks tasks, so the
- *   server's main thread never pays for fork() (~2.5 ms in a ~200 MB server; it capped throughput at
- *   ~200 tasks/s).
+ * - `HelperLauncher` (helper-launcher.ts, the default): the sandbox helper, a static C process, forks
+ *   tasks on the host (~2.5× the spawn rate of the Node spawner, measured).
+ * - `SpawnerLauncher` (spawner-client.ts, the fallback without a C compiler): a small resident Node process
+ *   forks tasks, so the server's main thread never pays for fork() (~2.5 ms in a ~200 MB server; it capped
+ *   throughput at ~200 tasks/s).
  * - `InlineLauncher` (here): child_process.spawn in the server itself; for comparison, and a fallback.
  *
  * Invariants both keep:
@@ -21,7 +23,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 
-export type SpawnerMode = 'process' | 'inline';
+export type SpawnerMode = 'helper' | 'process' | 'inline';
 
 export interface LaunchSpec {
   argv: string[];

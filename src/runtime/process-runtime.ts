@@ -13,12 +13,15 @@
  * - Environment: the allow-list of task-env.ts (PATH, HOME, USER, LANG, LC_*, TZ, …), never the server's
  *   whole env, then manifest env, job env, and the COMPUTALOT_* variables.
  * - Not isolation: tasks run as the worker's user and can read what it can. Do not run untrusted code here.
- * - Task processes are forked by a small resident spawner process (spawner-client.ts), started on the first
- *   attempt and ended by `close()`, so the server's main thread never pays for fork(); `spawner: 'inline'`
- *   spawns from the server itself instead (for comparison; behaviour is the same).
+ * - Task processes are forked by the helper (helper-launcher.ts: the sandbox helper, a static C process, on
+ *   the host), started on the first attempt and ended by `close()`, so the server's main thread never pays
+ *   for fork(); `spawner: 'process'` uses the Node spawner process (the fallback without a C compiler) and
+ *   `spawner: 'inline'` spawns from the server itself (for comparison; behaviour is the same).
  * - `run` returns synchronously; a Prepared this runtime did not make, or has discarded, yields an outcome
  *   with `runtime_not_prepared` (the worker prepares again and retries).
  */
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { AppError } from '../core/errors.js';
 import type { NormalizedManifest } from '../protocol/manifest.js';
 import { InlineLauncher, type Launcher, type SpawnerMode } from './launcher.js';
@@ -34,6 +37,7 @@ import {
 } from './port.js';
 import { RevisionCache, revisionFolderName, type Unpacker } from './revision-cache.js';
 import { SpawnerLauncher } from './spawner-client.js';
+import { HelperLauncher } from './helper-launcher.js';
 import { DEFAULT_PASS_ENV, hostEnv } from './task-env.js';
 
 export interface ProcessRuntimeOptions {
@@ -48,8 +52,12 @@ export interface ProcessRuntimeOptions {
   hostEnv?: NodeJS.ProcessEnv;
   /** Replaces extractTarball (tests wrap the real one to count extractions). */
   unpack?: Unpacker;
-  /** Who forks tasks: the resident spawner process (default) or the server itself (`inline`). */
+  /** Who forks tasks: the helper (default), the Node spawner process (`process`) or the server (`inline`). */
   spawner?: SpawnerMode;
+  /** A work dir for the compiled helper (`<helperDir>/oci/bin/`); default a folder in the OS temp dir. */
+  helperDir?: string;
+  /** Called once if the helper cannot be built and the Node spawner takes over. */
+  onFallback?: (why: string) => void;
 }
 
 /** What the manifest asks for that this runtime does not do, as sentences for status. */
@@ -88,7 +96,9 @@ export class ProcessRuntime implements Runtime {
 
   constructor(options: ProcessRuntimeOptions = {}) {
     this.revisions = new RevisionCache(options.unpack);
-    this.launcher = options.spawner === 'inline' ? new InlineLauncher() : new SpawnerLauncher();
+    this.launcher = options.spawner === 'inline' ? new InlineLauncher()
+      : options.spawner === 'process' ? new SpawnerLauncher()
+        : new HelperLauncher(options.helperDir ?? join(tmpdir(), 'computalot-helper'), options.onFallback);
     this.attemptOptions = {
       killGraceMs: options.killGraceMs ?? DEFAULT_KILL_GRACE_MS,
       drainMs: options.drainMs ?? 1_000,

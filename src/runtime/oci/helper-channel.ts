@@ -44,6 +44,7 @@ export class HelperChannel {
   private pendingOutput: { id: string; stream: 'stdout' | 'stderr'; length: number } | null = null;
   private stderrTail = '';
   private dead: string | null = null;
+  private closing = false;
   readonly ready: Promise<void>;
   /** Settles when podman exits, with the reason. */
   readonly ended: Promise<string>;
@@ -66,12 +67,28 @@ export class HelperChannel {
     child.stdin!.on('error', () => undefined); // a dead sandbox shows up as 'close'
   }
 
-  /** Starts `podman <args>` (a `run -i … helper` command) and waits for the helper's READY line. */
-  static async start(podman: string, args: string[]): Promise<HelperChannel> {
-    const child = spawn(podman, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  /**
+   * Starts `command` (`podman run -i … helper` for a sandbox, or the helper itself on the host) and waits
+   * for the helper's READY line. `env` replaces the environment (the host helper gets an empty one).
+   */
+  static async start(command: string, args: string[], env?: NodeJS.ProcessEnv): Promise<HelperChannel> {
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], ...(env ? { env } : {}) });
     const channel = new HelperChannel(child);
     await channel.ready;
+    channel.updateRef();
     return channel;
+  }
+
+  /**
+   * The helper keeps the event loop alive only while processes are in flight (as child processes do): an
+   * idle worker may exit without closing its runtime.
+   */
+  private updateRef(): void {
+    const busy = this.procs.size > 0 || this.closing;
+    for (const handle of [this.child, this.child.stdin, this.child.stdout, this.child.stderr] as Array<{ ref?(): void; unref?(): void } | null>) {
+      if (busy) handle?.ref?.();
+      else handle?.unref?.();
+    }
   }
 
   get alive(): boolean {
@@ -94,6 +111,7 @@ export class HelperChannel {
       return;
     }
     this.procs.set(id, handlers);
+    if (this.procs.size === 1) this.updateRef();
     this.child.stdin!.write(Buffer.concat([Buffer.from(`I ${id} ${spec.length}\n`), spec]));
   }
 
@@ -103,12 +121,18 @@ export class HelperChannel {
 
   /** Ends the helper: it SIGKILLs every process and exits, which stops the sandbox. */
   close(): void {
+    this.closing = true;
+    this.updateRef(); // whoever awaits `ended` must not see the event loop run dry first
     this.child.stdin!.end();
   }
 
   /** SIGKILLs podman itself (the sandbox is removed separately by name). */
   destroy(): void {
     this.child.kill('SIGKILL');
+  }
+
+  private forget(id: string): void {
+    if (this.procs.delete(id) && this.procs.size === 0) this.updateRef();
   }
 
   private die(reason: string, resolve: (reason: string) => void): void {
@@ -148,11 +172,11 @@ export class HelperChannel {
           handlers?.onStart(Number(a));
           break;
         case 'E':
-          this.procs.delete(id);
+          this.forget(id);
           handlers?.onError(Number(a));
           break;
         case 'X':
-          this.procs.delete(id);
+          this.forget(id);
           handlers?.onExit(a === 's' ? { code: null, signal: Number(b) } : { code: Number(b), signal: null });
           break;
         default:
