@@ -167,7 +167,7 @@ export class WorkerAgent {
     entry.attempt = attempt;
     const outcome = await attempt.outcome;
     await sink.close();
-    await this.client.keepOutput(task.job_id, task.task_id, task.attempt, sink.path);
+    if (sink.hasFile) await this.client.keepOutput(task.job_id, task.task_id, task.attempt, sink.path);
     this.end(attemptReport({
       task_id: task.task_id, attempt: task.attempt, lease_token: task.lease_token, timeout_s: task.timeout_s,
       handBack: entry.handBack, outcome, output: sink.output(), output_tail: sink.outputTail(), started_at: startedAt,

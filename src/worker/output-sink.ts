@@ -1,7 +1,9 @@
 /**
  * Captures one attempt's stdout+stderr (SPEC §7): the whole stream to a file up to 64 MiB (then a marker),
  * the last 10 KB for the task's `output`, the last 4 KB for `live_feedback.output_tail`. Memory stays
- * O(10 KB) whatever the task prints; the file is written with backpressure-free appends in order.
+ * O(10 KB) whatever the task prints; the file is written with backpressure-free appends in order. The file
+ * is created on the first byte: a silent task costs no file to open, close and move (GET /output then falls
+ * back to the task's stored `output`, which is empty too).
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
@@ -20,17 +22,23 @@ export class OutputSink {
 
   private constructor(readonly path: string) {}
 
+  private closed = false;
+
   /** The folder of `path` must exist (the agent makes it once at start: no mkdir per attempt). */
   static open(path: string): OutputSink {
-    const sink = new OutputSink(path);
-    sink.file = createWriteStream(path, { flags: 'w', mode: 0o600 });
-    return sink;
+    return new OutputSink(path);
+  }
+
+  /** Whether anything was written, so a file exists at `path` (after `close`). */
+  get hasFile(): boolean {
+    return this.written > 0 || this.truncated;
   }
 
   write(chunk: Buffer): void {
     this.tail.push(chunk);
     this.changed = true;
-    if (!this.file || this.truncated) return;
+    if (this.closed || this.truncated || chunk.length === 0) return;
+    this.file ??= createWriteStream(this.path, { flags: 'w', mode: 0o600 });
     const room = OUTPUT_FILE_CAP - this.written;
     if (chunk.length <= room) {
       this.file.write(chunk);
@@ -54,6 +62,7 @@ export class OutputSink {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     if (!this.file) return;
     const file = this.file;
     this.file = null;
