@@ -51,7 +51,15 @@ function notStarted(): AttemptOutcome {
 }
 
 export const failed = (code: AttemptErrorCode, message: string): AttemptOutcome => ({ ...notStarted(), error: { code, message } });
-const cancelledBeforeStart = (): AttemptOutcome => ({ ...notStarted(), cancelled: true });
+export const cancelledBeforeStart = (): AttemptOutcome => ({ ...notStarted(), cancelled: true });
+
+/** An empty argv or one with a NUL byte never reaches a launcher: the outcome that says so, else null. */
+export function invalidRunnerCommand(command: string[]): AttemptOutcome | null {
+  if (command.length === 0 || command.some((arg) => typeof arg !== 'string' || arg.includes('\0')) || command[0] === '') {
+    return failed('invalid_runner_command', `The runner command ${JSON.stringify(command)} is empty or holds a NUL byte; set runner_command or entrypoint.command to a non-empty array of strings.`);
+  }
+  return null;
+}
 
 /** Callbacks must not throw (port.ts); a throw is dropped so it cannot leave a process group behind. */
 export function safely<A extends unknown[]>(callback: (...args: A) => void, ...args: A): void {
@@ -103,9 +111,8 @@ export class ProcessAttempt implements RunningAttempt {
   private async execute(): Promise<AttemptOutcome> {
     const { input, revision } = this;
     const command = input.runnerCommand;
-    if (command.length === 0 || command.some((arg) => typeof arg !== 'string' || arg.includes('\0')) || command[0] === '') {
-      return failed('invalid_runner_command', `The runner command ${JSON.stringify(command)} is empty or holds a NUL byte; set runner_command or entrypoint.command to a non-empty array of strings.`);
-    }
+    const invalid = invalidRunnerCommand(command);
+    if (invalid) return invalid;
     if (this.reason) return cancelledBeforeStart();
     const paths = attemptPaths(revision.attemptsDir, input.ids.taskId, input.ids.attempt);
     try {

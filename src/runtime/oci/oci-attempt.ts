@@ -20,7 +20,7 @@ import { join, relative } from 'node:path';
 import { attemptPaths, createAttemptFiles, readResultFile, removeAttemptFiles } from '../attempt-files.js';
 import { TailBuffer } from '../output-capture.js';
 import { DEFAULT_KILL_GRACE_MS, RESULT_LIMIT_BYTES, STDOUT_TAIL_BYTES, type AttemptErrorCode, type AttemptInput, type AttemptOutcome, type RunningAttempt } from '../port.js';
-import { failed, safely } from '../process-attempt.js';
+import { cancelledBeforeStart, failed, invalidRunnerCommand, safely } from '../process-attempt.js';
 import { ProgressFollower } from '../progress-file.js';
 import { protocolVars, taskEnv } from '../task-env.js';
 import { errnoName, IO_MOUNT, type Sandbox, type SpawnedProcess } from './sandbox.js';
@@ -45,9 +45,6 @@ const SIGTERM = 15;
 const SIGKILL = 9;
 const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 6: 'SIGABRT', 9: 'SIGKILL', 11: 'SIGSEGV', 13: 'SIGPIPE', 15: 'SIGTERM' };
 
-const cancelledBeforeStart = (): AttemptOutcome => ({
-  exitCode: null, signal: null, timedOut: false, cancelled: true, resultFileText: null, resultFileBytes: 0, stdoutTail: '', durationMs: 0,
-});
 
 export class OciAttempt implements RunningAttempt {
   readonly outcome: Promise<AttemptOutcome>;
@@ -80,9 +77,8 @@ export class OciAttempt implements RunningAttempt {
   private async execute(): Promise<AttemptOutcome> {
     const { input } = this;
     const command = input.runnerCommand;
-    if (command.length === 0 || command.some((arg) => typeof arg !== 'string' || arg.includes('\0')) || command[0] === '') {
-      return failed('invalid_runner_command', `The runner command ${JSON.stringify(command)} is empty or holds a NUL byte; set runner_command or entrypoint.command to a non-empty array of strings.`);
-    }
+    const invalid = invalidRunnerCommand(command);
+    if (invalid) return invalid;
     if (this.reason) return cancelledBeforeStart();
     let lease: SandboxLease;
     try {
