@@ -5,6 +5,9 @@
  * - Every rule skips values of the wrong type: the schema already reported them, once.
  * - Container paths (workdir, mounts) are absolute and have no `..` segment; mounts are never `/`, never
  *   the workdir, and no two mounts share a path (a later mount would silently hide an earlier one).
+ * - Mount paths hold no `:` or `,` (they become `podman -v host:path:ro` arguments, where those would add
+ *   mount options, e.g. make a shared read-only data source writable) and stay out of `/computalot` (the
+ *   runtime's own mounts) and the kernel's `/proc`, `/sys` and `/dev`.
  * - Project paths (build.dockerfile, build.context) follow the tarball's own path rules (core/tar-paths).
  * - Names are unique among services, among data_sources and among cache_mounts: they key per-worker state.
  * - `runc` is refused unless the server allows it; the message names the switch.
@@ -17,6 +20,9 @@ import { normalizeEntryPath } from './tar-paths.js';
 export interface RuleOptions {
   allowRunc: boolean;
 }
+
+/** Container paths a mount may not take: the runtime's own mounts, and the kernel's file systems. */
+const RESERVED_MOUNTS = ['/computalot', '/proc', '/sys', '/dev'];
 
 const list = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
 const str = (value: unknown): string | null => (typeof value === 'string' ? value : null);
@@ -97,6 +103,10 @@ export function ruleProblems(manifest: Json, options: RuleOptions): Problem[] {
     const normal = normalizeContainerPath(raw);
     if (normal === null || normal === '/') {
       problems.push({ path, message: 'must be an absolute path in the container other than "/", without ".." segments' });
+    } else if (/[:,\n\r\0]/.test(raw)) {
+      problems.push({ path, message: 'may not contain ":", "," or line breaks; pick a plain path such as /data/input' });
+    } else if (RESERVED_MOUNTS.some((r) => normal === r || normal.startsWith(`${r}/`))) {
+      problems.push({ path, message: `is under ${RESERVED_MOUNTS.find((r) => normal === r || normal.startsWith(`${r}/`))}, which the runtime or the kernel owns; mount it elsewhere, such as /data` });
     } else if (normal === workdir) {
       problems.push({ path, message: `is the workdir (${normal}); mount it somewhere else so it does not hide the project` });
     } else if (mounts.has(normal)) {

@@ -13,8 +13,9 @@
  * - Setup of a small payload (< 64 KiB) is synchronous: measured on the dispatch path, the async mkdir
  *   and write waited 1.5–2.7 ms in the thread pool's queue behind other attempts' output files and
  *   cleanups, while the sync calls take ~0.1 ms. Larger payloads are written asynchronously.
- * - The result file is opened non-blocking and read only if it is a regular file of at most `limit`
- *   bytes: a FIFO or /dev/zero there can neither hang nor flood the worker.
+ * - The result file is opened non-blocking and without following a symlink, and read only if it is a
+ *   regular file of at most `limit` bytes: a FIFO or /dev/zero there can neither hang nor flood the worker,
+ *   and a link to a host file cannot make the worker read it.
  * - Removal never touches the checkpoint folder (it lives elsewhere, owned by the caller) and survives
  *   folders the task made read-only.
  */
@@ -71,7 +72,9 @@ export interface ResultFile {
 export async function readResultFile(path: string, limit: number): Promise<ResultFile> {
   let handle;
   try {
-    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    // O_NOFOLLOW: in a sandbox the task owns this folder, and a result.json that is a symlink to a host
+    // file must not make the worker read that file.
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
   } catch {
     return { text: null, bytes: 0 };
   }

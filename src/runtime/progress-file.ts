@@ -76,7 +76,8 @@ export class ProgressFollower {
     try {
       if (!this.handle) {
         try {
-          this.handle = await open(this.path, constants.O_RDONLY | constants.O_NONBLOCK);
+          // Never through a symlink: a sandboxed task owns this folder (see attempt-files.ts).
+          this.handle = await open(this.path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
         } catch {
           return; // not written yet
         }

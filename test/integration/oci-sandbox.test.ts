@@ -5,9 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
-import { networkInterfaces } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeAccount, type TestAccount } from '../helpers/http.js';
 import { results, submit, tasks, waitJob } from '../helpers/jobs.js';
@@ -76,6 +77,20 @@ describe('the oci sandbox (gVisor)', ociOnly(), () => {
       assert.match(dataDir.result.error, /FileNotFoundError/, 'the server\'s data dir is not visible');
     } finally {
       await rm(secret, { force: true });
+    }
+  });
+
+  it('cannot make the worker read a host file through a symlink in its attempt folder', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'computalot-host-'));
+    await writeFile(join(dir, 'result.json'), '{"stolen": "host secret"}');
+    try {
+      const viaFile = await runTask(srv, acc.member, 'box', { mode: 'symlink_result', target: join(dir, 'result.json') });
+      assert.equal(viaFile.task.result, null, JSON.stringify(viaFile.task));
+      assert.deepEqual(viaFile.task.result_warnings, ['no_result']);
+      const viaFolder = await runTask(srv, acc.member, 'box', { mode: 'symlink_folder', target: dir });
+      assert.equal(viaFolder.task.result, null, JSON.stringify(viaFolder.task));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

@@ -138,6 +138,11 @@ describe('problems, each with its JSON path', () => {
     expectProblem({ ...SMALLEST, data_sources: [{ ...source, mount: 'data' }] }, '/data_sources/0/mount', /absolute path/);
     expectProblem({ ...SMALLEST, data_sources: [{ ...source, mount: '/' }] }, '/data_sources/0/mount', /other than "\/"/);
     expectProblem({ ...SMALLEST, data_sources: [{ ...source, mount: '/workspace/' }] }, '/data_sources/0/mount', /workdir/);
+    // A ":" or "," would add podman mount options (e.g. make a shared read-only source writable).
+    expectProblem({ ...SMALLEST, data_sources: [{ ...source, mount: '/data:rw' }] }, '/data_sources/0/mount', /may not contain ":"/);
+    expectProblem({ ...SMALLEST, cache_mounts: [{ name: 'c', path: '/cache,z' }] }, '/cache_mounts/0/path', /may not contain/);
+    expectProblem({ ...SMALLEST, cache_mounts: [{ name: 'c', path: '/computalot/io' }] }, '/cache_mounts/0/path', /under \/computalot/);
+    expectProblem({ ...SMALLEST, data_sources: [{ ...source, mount: '/proc/x' }] }, '/data_sources/0/mount', /under \/proc/);
     expectProblem({ ...SMALLEST, data_sources: [source, { ...source, mount: '/other' }] }, '/data_sources/1/name', /repeats/);
     expectProblem({ ...SMALLEST, data_sources: [source], cache_mounts: [{ name: 'c', path: '/data' }] }, '/cache_mounts/0/path', /already mounted by \/data_sources\/0\/mount/);
     expectProblem({ ...SMALLEST, cache_mounts: [{ name: 'c', path: '/a' }, { name: 'c', path: '/b' }] }, '/cache_mounts/1/name', /repeats/);

@@ -12,10 +12,13 @@
  *   the grace period; when the leader exits on its own the helper SIGKILLs what is left of its group.
  * - The checkpoint folder is the caller's: its contents are copied in before and back after the attempt
  *   (a copy, so a worker that dies mid-attempt leaves the last good checkpoint where it was).
+ * - The task owns its attempt folder inside the sandbox, and gVisor writes its symlinks to the host as real
+ *   symlinks: the worker never follows one. Files are opened with O_NOFOLLOW, and the result and checkpoint
+ *   are read only if the attempt folder still resolves to itself. Symlinks are copied as they are.
  * - Limits per process tree: RLIMIT_AS = `resources.memory_mb`, RLIMIT_NPROC = `resources.pids` (set by
  *   the helper; gVisor enforces both).
  */
-import { cp, mkdir, rm } from 'node:fs/promises';
+import { cp, mkdir, realpath, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { attemptPaths, createAttemptFiles, readResultFile, removeAttemptFiles } from '../attempt-files.js';
 import { TailBuffer } from '../output-capture.js';
@@ -26,6 +29,16 @@ import { protocolVars, taskEnv } from '../task-env.js';
 import { errnoName, IO_MOUNT, type Sandbox, type SpawnedProcess } from './sandbox.js';
 import { ServiceGroup } from './services.js';
 import type { NormalizedManifest } from '../../protocol/manifest.js';
+
+/**
+ * The attempt folder is still the folder the worker made, not a symlink a task put in its place (tasks
+ * own /computalot/io inside the sandbox; the worker reads the result and checkpoint from the host side).
+ */
+async function untampered(dir: string, ioRoot: string): Promise<boolean> {
+  // The io root is the mount point itself, which a task cannot replace; everything below it, it can.
+  const [real, root] = await Promise.all([realpath(dir).catch(() => null), realpath(ioRoot).catch(() => null)]);
+  return real !== null && root !== null && real === join(root, relative(ioRoot, dir));
+}
 
 export interface SandboxLease {
   sandbox: Sandbox;
@@ -102,7 +115,7 @@ export class OciAttempt implements RunningAttempt {
     const checkpoint = input.checkpointDir ? join(paths.dir, 'checkpoint') : null;
     try {
       await createAttemptFiles(paths, input.payload, checkpoint);
-      if (input.checkpointDir && checkpoint) await cp(input.checkpointDir, checkpoint, { recursive: true, force: true });
+      if (input.checkpointDir && checkpoint) await cp(input.checkpointDir, checkpoint, { recursive: true, force: true, verbatimSymlinks: true });
     } catch (error) {
       await removeAttemptFiles(paths.dir);
       return failed('attempt_setup_failed', `Could not write the attempt's files under ${paths.dir}: ${(error as Error).message}`);
@@ -126,11 +139,11 @@ export class OciAttempt implements RunningAttempt {
         }
       }
       if (this.reason) return cancelledBeforeStart();
-      const outcome = await this.supervise(sandbox, command, env, paths.result, paths.progress);
-      if (input.checkpointDir && checkpoint) {
+      const outcome = await this.supervise(sandbox, command, env, paths.result, paths.progress, paths.dir, hostIo);
+      if (input.checkpointDir && checkpoint && await untampered(paths.dir, hostIo)) {
         await rm(input.checkpointDir, { recursive: true, force: true });
         await mkdir(input.checkpointDir, { recursive: true });
-        await cp(checkpoint, input.checkpointDir, { recursive: true, force: true }).catch(() => undefined);
+        await cp(checkpoint, input.checkpointDir, { recursive: true, force: true, verbatimSymlinks: true }).catch(() => undefined);
       }
       return outcome;
     } finally {
@@ -139,7 +152,7 @@ export class OciAttempt implements RunningAttempt {
     }
   }
 
-  private supervise(sandbox: Sandbox, command: string[], env: Record<string, string>, resultPath: string, progressPath: string): Promise<AttemptOutcome> {
+  private supervise(sandbox: Sandbox, command: string[], env: Record<string, string>, resultPath: string, progressPath: string, attemptDir: string, ioRoot: string): Promise<AttemptOutcome> {
     const { input, options } = this;
     const resources = options.manifest.resources ?? {};
     const tail = new TailBuffer(STDOUT_TAIL_BYTES);
@@ -158,7 +171,8 @@ export class OciAttempt implements RunningAttempt {
           resolve({ ...failed('runner_spawn_failed', `The task was killed: ${end.lost}.`), ...common });
           return;
         }
-        const result = await readResultFile(resultPath, RESULT_LIMIT_BYTES);
+        // The task could have swapped its attempt folder for a symlink to a host folder: read nothing then.
+        const result = await untampered(attemptDir, ioRoot) ? await readResultFile(resultPath, RESULT_LIMIT_BYTES) : { text: null, bytes: 0 };
         resolve({
           exitCode: end.code, signal: end.signal === null ? null : (SIGNALS[end.signal] ?? `SIG${end.signal}`),
           resultFileText: result.text, resultFileBytes: result.bytes, ...common,
