@@ -27,6 +27,7 @@ const SIGNAL_NAMES = new Map(Object.entries(constants.signals).map(([name, n]) =
 
 export class HelperLauncher implements Launcher {
   private channel: Promise<HelperChannel> | null = null;
+  private current: HelperChannel | null = null;
   private fallback: SpawnerLauncher | null = null;
 
   /** `binDir`: a work dir the compiled helper may live under (`<binDir>/oci/bin/`). */
@@ -37,6 +38,7 @@ export class HelperLauncher implements Launcher {
       const pending = helperBinary(this.binDir).then((bin) => HelperChannel.start(bin, [], {}));
       this.channel = pending;
       pending.then((channel) => {
+        this.current = channel;
         void channel.ended.then(() => { if (this.channel === pending) this.channel = null; });
       }, () => { if (this.channel === pending) this.channel = null; });
     }
@@ -95,6 +97,11 @@ export class HelperLauncher implements Launcher {
       withdraw: () => { withdrawn = true; delegate?.withdraw(); },
       release: () => { released = true; delegate?.release(); },
     };
+  }
+
+  /** The running helper's pid, if any (tests check that it ends with its server). */
+  get pid(): number | undefined {
+    return this.current?.alive ? this.current.pid : undefined;
   }
 
   async close(): Promise<void> {

@@ -116,20 +116,26 @@ describe('oci runtimes under disk pressure', ociOnly(), () => {
     await srv?.stop();
   });
 
-  it('drops idle runtimes and removes their images when the disk is short', async () => {
-    // Content of its own, so no other test's project shares its image tag.
-    const pushed = await pushProject(srv.url, acc.member, 'full', { files: { 'unique.txt': `${Date.now()}-${Math.random()}` } });
-    const job = await submit(srv.url, acc.member, { project: 'full', payload: { mode: 'echo' } });
-    assert.equal((await waitJob(srv.url, acc.member, job.id, undefined, 120_000)).status, 'completed');
+  it('removes unused images, then drops idle runtimes with their images, when the disk is short', async () => {
+    // Content of its own, so no other test's project shares its image tags.
+    const tag = `${Date.now()}-${Math.random()}`;
+    const first = await pushProject(srv.url, acc.member, 'full', { files: { 'unique.txt': `a-${tag}` } });
+    const one = await submit(srv.url, acc.member, { project: 'full', payload: { mode: 'echo' } });
+    assert.equal((await waitJob(srv.url, acc.member, one.id, undefined, 120_000)).status, 'completed');
+    const second = await pushProject(srv.url, acc.member, 'full', { files: { 'unique.txt': `b-${tag}` } });
+    const two = await submit(srv.url, acc.member, { project: 'full', payload: { mode: 'echo' } });
+    assert.equal((await waitJob(srv.url, acc.member, two.id, undefined, 120_000)).status, 'completed');
     const dropped = await waitDetails(srv.url, acc.member, 'full', (d) => d.nodes[0]?.state === 'stale', 60_000);
     assert.equal(dropped.nodes[0].status_reason, 'dropped: the disk is nearly full');
-    const image = `localhost/computalot/`;
-    const hex = pushed.content_hash.slice('sha256:'.length, 'sha256:'.length + 16);
-    for (let i = 0; i < 50; i += 1) {
-      const images = execFileSync('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}']).toString();
-      if (!images.split('\n').some((line) => line.startsWith(image) && line.endsWith(`:${hex}`))) return;
+    const tags = [first, second].map((p) => `:${p.content_hash.slice('sha256:'.length, 'sha256:'.length + 16)}`);
+    let left: string[] = [];
+    for (let i = 0; i < 100; i += 1) {
+      const images = execFileSync('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}']).toString().split('\n');
+      left = images.filter((line) => line.startsWith('localhost/computalot/prj_') && tags.some((t) => line.endsWith(t)));
+      if (left.length === 0) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    assert.fail('the dropped runtime\'s image was not removed');
+    assert.deepEqual(left, [], 'both revisions\' images were removed');
+    assert.ok(execFileSync('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}']).toString().includes('localhost/computalot/python:bookworm'), 'base images are kept');
   });
 });

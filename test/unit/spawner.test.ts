@@ -174,29 +174,33 @@ describe('the spawner process', () => {
     assert.equal(alive(pid), false);
   });
 
-  it('exits when the server dies, and SIGKILLs the tasks still running', async () => {
+  for (const mode of ['process', 'helper'] as const) it(`exits when the server dies, and SIGKILLs the tasks still running (spawner: ${mode})`, async () => {
     // A throwaway "server": runs one long task, prints the spawner's and the task's pids, waits to be killed.
-    const script = join(scratch, 'server.mts');
+    const script = join(scratch, `server-${mode}.mts`);
     await writeFile(script, `
       import { mkdir } from 'node:fs/promises';
       import { defaultManifest } from '${ROOT}/src/core/manifest.ts';
       import { ProcessRuntime } from '${ROOT}/src/runtime/process-runtime.ts';
-      const runtime = new ProcessRuntime({ unpack: (_t, dest) => mkdir(dest, { recursive: true }).then(() => {}) });
+      const runtime = new ProcessRuntime({ spawner: '${mode}', helperDir: '${join(scratch, 'helper')}', unpack: (_t, dest) => mkdir(dest, { recursive: true }).then(() => {}) });
       const prepared = await runtime.prepare({ projectId: 'p', contentHash: 'sha256:${'a'.repeat(64)}', tarballPath: '/none',
-        manifest: defaultManifest(null), workDir: '${join(scratch, 'server')}', onPhase() {}, onLog() {}, signal: new AbortController().signal });
+        manifest: defaultManifest(null), workDir: '${join(scratch, `server-${mode}`)}', onPhase() {}, onLog() {}, signal: new AbortController().signal });
       runtime.run({ prepared, runnerCommand: ['sh', '-c', 'echo "pid $$"; exec sleep 1000'], payload: {}, env: {}, timeoutS: 0, checkpointDir: null,
         ids: { jobId: 'j', taskId: 't', taskIndex: 0, taskCount: 1, attempt: 1, project: 'p', contentHash: prepared.contentHash },
         onOutput: (chunk) => console.log(String(chunk).trim(), 'spawner', runtime.launcher.pid), onProgress() {}, onStart() {} });
       setInterval(() => {}, 1000);
     `);
     const server = spawn(NODE, ['--import', 'tsx', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    server.stdout.on('data', (chunk) => (out += chunk));
-    assert.ok(await until(() => /spawner \d+/.test(out), 20_000), `the server ran its task: ${out}`);
-    const [, task, spawner] = /pid (\d+) spawner (\d+)/.exec(out)!.map(Number);
-    assert.ok(alive(task!) && alive(spawner!));
-    server.kill('SIGKILL');
-    assert.ok(await until(() => !alive(spawner!)), 'the spawner exited with its server');
-    assert.ok(await until(() => !alive(task!)), 'the task was killed with it');
+    try {
+      let out = '';
+      server.stdout.on('data', (chunk) => (out += chunk));
+      assert.ok(await until(() => /spawner \d+/.test(out), 20_000), `the server ran its task: ${out}`);
+      const [, task, spawner] = /pid (\d+) spawner (\d+)/.exec(out)!.map(Number);
+      assert.ok(alive(task!) && alive(spawner!));
+      server.kill('SIGKILL');
+      assert.ok(await until(() => !alive(spawner!)), 'the spawner exited with its server');
+      assert.ok(await until(() => !alive(task!)), 'the task was killed with it');
+    } finally {
+      server.kill('SIGKILL'); // a failed check must not leave the throwaway server holding the test run open
+    }
   });
 });

@@ -91,6 +91,11 @@ export class HelperChannel {
     }
   }
 
+  /** The pid of the process this channel started (podman, or the helper itself on the host). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   get alive(): boolean {
     return this.dead === null;
   }

@@ -7,6 +7,7 @@
  *   <workDir>/oci/io/<sandbox name>/                  mounted at /computalot/io: specs/, attempts/
  *   <workDir>/oci/caches/<project id>/<name>/         cache_mounts, per worker and project, across revisions
  *   <workDir>/oci/data/<sha256>                       data_sources fetched by url, by content
+ *   <workDir>/oci/images.txt                          the images this worker built (pruned under low disk)
  *
  * Names from manifests (cache names) are checked by the manifest schema (`[a-z0-9_-]`-style names); project
  * ids and hashes are ours. Each is still reduced to a safe path component here.
@@ -23,3 +24,4 @@ export const cacheDir = (workDir: string, projectId: string, name: string): stri
   join(ociRoot(workDir), 'caches', safe(projectId), safe(name));
 export const dataDir = (workDir: string): string => join(ociRoot(workDir), 'data');
 export const dataFile = (workDir: string, sha256: string): string => join(dataDir(workDir), safe(sha256.toLowerCase()));
+export const builtImagesFile = (workDir: string): string => join(ociRoot(workDir), 'images.txt');

@@ -19,7 +19,7 @@
  *   removed before the first preparation.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, rm, statfs } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rm, statfs, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { extractTarball } from '../../tarball/extract.js';
 import type { NormalizedManifest } from '../../protocol/manifest.js';
@@ -27,7 +27,7 @@ import { DEFAULT_KILL_GRACE_MS, RuntimeError, type AttemptInput, type ColdStartT
 import { failed, safely } from '../process-attempt.js';
 import { prepareDataSources } from './data-sources.js';
 import { helperBinary } from './helper-binary.js';
-import { cacheDir, ioDir, sourceDir } from './host-dirs.js';
+import { builtImagesFile, cacheDir, ioDir, sourceDir } from './host-dirs.js';
 import { buildImage, imageExists, imageName, removeProjectImages } from './image-build.js';
 import { OciAttempt, type SandboxLease } from './oci-attempt.js';
 import { DEFAULT_ENGINE, podman, type EngineOptions } from './podman.js';
@@ -201,6 +201,7 @@ export class OciRuntime implements Runtime {
           onStep: (info) => safely(input.onPhase, 'build', info), onLog: (text) => safely(input.onLog, text),
         });
         this.noCache.delete(input.projectId);
+        await appendFile(builtImagesFile(input.workDir), `${image}\n`);
       } else {
         safely(input.onLog, `Image ${image} is already built on this worker.\n`);
       }
@@ -366,19 +367,44 @@ export class OciRuntime implements Runtime {
     await removeProjectImages(this.engine, projectId);
   }
 
-  /** Idle runtimes past COMPUTALOT_WARM_IDLE_S, then least recently used ones while the disk is short. */
+  /** Idle runtimes past COMPUTALOT_WARM_IDLE_S; then, while the disk is short, what can be rebuilt. */
   private async sweep(): Promise<void> {
     const idleMs = (this.options.warmIdleS ?? 600) * 1000;
     const now = Date.now();
     for (const env of [...this.warm.values()]) {
       if (env.running === 0 && now - env.lastUsed >= idleMs) this.drop(env, `idle for ${Math.round((now - env.lastUsed) / 1000)} s`);
     }
-    const minFree = (this.options.minFreeDiskMb ?? 2048) * 1024 * 1024;
+    for (const workDir of this.owner.keys()) await this.relieveDisk(workDir, now);
+  }
+
+  private async diskShort(workDir: string): Promise<boolean> {
+    const fs = await statfs(workDir).catch(() => null);
+    return fs !== null && fs.bavail * fs.bsize < (this.options.minFreeDiskMb ?? 2048) * 1024 * 1024;
+  }
+
+  /**
+   * Low disk (COMPUTALOT_MIN_FREE_DISK_MB): first the images this worker built that no warm runtime or
+   * preparation uses (older revisions), then idle runtimes with their images, least recently used first.
+   * Everything removed is rebuilt on demand. Not `podman image prune`: it could take the intermediate
+   * layers of a build running meanwhile.
+   */
+  private async relieveDisk(workDir: string, now: number): Promise<void> {
+    if (!(await this.diskShort(workDir))) return;
+    const inUse = new Set([...this.warm.values()].map((e) => e.image));
+    for (const key of this.pending.keys()) {
+      const [projectId, contentHash] = key.split('|');
+      inUse.add(imageName(projectId!, contentHash!));
+    }
+    // Only images this worker built (its list in the work dir): other workers may share podman's storage.
+    const kept: string[] = [];
+    for (const image of await readBuiltImages(workDir)) {
+      if (inUse.has(image) || (await podman(this.engine, ['rmi', image])).code !== 0 && await imageExists(this.engine, image)) kept.push(image);
+    }
+    await writeFile(builtImagesFile(workDir), kept.map((i) => `${i}\n`).join(''));
     // Not one used in the last few seconds: it may be between its preparation and its first task.
     const idle = [...this.warm.values()].filter((e) => e.running === 0 && now - e.lastUsed >= DISK_DROP_GRACE_MS).sort((a, b) => a.lastUsed - b.lastUsed);
     for (const env of idle) {
-      const fs = await statfs(env.workDir).catch(() => null);
-      if (!fs || fs.bavail * fs.bsize >= minFree) break;
+      if (!(await this.diskShort(workDir))) break;
       this.drop(env, 'the disk is nearly full');
       await this.stopEnv(env);
       await podman(this.engine, ['rmi', env.image]);
@@ -399,4 +425,9 @@ export class OciRuntime implements Runtime {
 
 function ownerTag(workDir: string): string {
   return createHash('sha256').update(workDir).digest('hex').slice(0, 8);
+}
+
+async function readBuiltImages(workDir: string): Promise<string[]> {
+  const text = await readFile(builtImagesFile(workDir), 'utf8').catch(() => '');
+  return [...new Set(text.split('\n').filter(Boolean))];
 }
