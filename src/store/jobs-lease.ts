@@ -52,8 +52,11 @@ export async function leaseInTx(t: TxContext, req: LeaseRequest): Promise<Leased
     .select(['jobs.id', 'jobs.status', 'jobs.revision_id', 'jobs.content_hash', 'jobs.env', 'jobs.timeout_s',
       'jobs.checkpoint', 'jobs.runner_command', 'jobs.tasks_total', 'projects.name as project'])
     .where('jobs.id', 'in', jobIds).execute();
-  const started = await t.tx.updateTable('jobs').set({ status: 'running', started_at: now, status_reason: reason })
-    .where('id', 'in', jobIds).where('status', 'in', TO_RUNNING_JOB).returning(['id', 'account_id', 'project_id']).execute();
+  // Only jobs that were not running yet (read just above, in this transaction): a fan-out's later leases
+  // skip the statement. The status guard in the WHERE still decides.
+  const starting = jobs.filter((j) => (TO_RUNNING_JOB as readonly string[]).includes(j.status)).map((j) => j.id);
+  const started = starting.length === 0 ? [] : await t.tx.updateTable('jobs').set({ status: 'running', started_at: now, status_reason: reason })
+    .where('id', 'in', starting).where('status', 'in', TO_RUNNING_JOB).returning(['id', 'account_id', 'project_id']).execute();
   for (const job of started) {
     t.emit({ type: 'job.status', accountId: job.account_id, projectId: job.project_id, jobId: job.id, data: { job_id: job.id, status: 'running', status_reason: reason } });
   }
