@@ -104,6 +104,8 @@ export interface Store {
   leaseTasks(req: LeaseRequest): Promise<LeasedTask[]>;
   heartbeat(workerId: string, held: HeldLease[]): Promise<{ cancel: string[]; lost: string[] }>;
   applyWorkerReports(reports: WorkerReports): Promise<EndResult[]>;
+  /** Applies the reports, then leases for the worker, in one transaction (a worker whose attempts ended). */
+  reportAndLease(reports: WorkerReports, lease: LeaseRequest): Promise<{ ended: EndResult[]; leased: LeasedTask[] }>;
   setRuntimeState(update: RuntimeUpdate, node: string): Promise<void>;
   /** The scheduler's sweep: expired leases, queue timeouts, silent workers. */
   sweep(now: string): Promise<{ expired: number; queue_timeouts: number; offline: number }>;

@@ -7,7 +7,7 @@
  *
  * Invariants: never more attempts than slots; every report carries the lease token; started / live /
  * ended reports are batched into one store transaction per flush, so throughput is not one transaction
- * per event; a heartbeat every 10 s renews all leases and brings cancellations; on stop, running attempts
+ * per event, and a flush with ended attempts leases the slots they freed in that same transaction; a heartbeat every 10 s renews all leases and brings cancellations; on stop, running attempts
  * are stopped and handed back without spending an attempt.
  */
 import { mkdir } from 'node:fs/promises';
@@ -45,6 +45,7 @@ export class WorkerAgent {
   /** Slots promised to a lease in flight (pump) or to a submit's direct lease (reserve). */
   private promised = 0;
   private flushing: Promise<void> | null = null;
+  private flushScheduled = false;
   private stopping = false;
   private timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => void) | null = null;
@@ -103,6 +104,15 @@ export class WorkerAgent {
     return this.opts.slots - this.running.size - this.promised;
   }
 
+  /** Promises every free slot to one lease request (released by whoever makes the lease), or null. */
+  private promiseFreeSlots(): LeaseRequest | null {
+    if (this.stopping || !this.worker) return null;
+    const slots = this.free();
+    if (slots <= 0) return null;
+    this.promised += slots;
+    return { workerId: this.worker.id, node: this.worker.node, profile: this.opts.profile, slots };
+  }
+
   /**
    * Direct dispatch (embedded workers): promises up to `max` free slots to a submit that will lease them
    * in its own transaction, and returns the lease request to make there, or null when no slot is free.
@@ -133,7 +143,8 @@ export class WorkerAgent {
     void this.execute(entry).catch((err) => this.opts.log?.warn({ err }, 'attempt bookkeeping failed')).finally(() => {
       this.running.delete(task.task_id);
       if (this.running.size === 0) for (const resolve of this.idle.splice(0)) resolve();
-      this.pump();
+      // An ended report waiting for its flush leases the freed slot in its own transaction (flush()).
+      if (this.pending.ended.length === 0) this.pump();
     });
   }
 
@@ -161,7 +172,7 @@ export class WorkerAgent {
       onStart: () => {
         startedAt = new Date().toISOString();
         this.pending.started.push({ task_id: task.task_id, attempt: task.attempt, lease_token: task.lease_token, started_at: startedAt, node: worker.node });
-        this.flush();
+        this.flushSoon();
       },
     });
     entry.attempt = attempt;
@@ -191,7 +202,20 @@ export class WorkerAgent {
 
   private end(report: AttemptReport): void {
     this.pending.ended.push(report);
-    this.flush();
+    this.flushSoon();
+  }
+
+  /**
+   * Flushes once the current turn of the event loop is done, so the starts and ends that one read of the
+   * launcher's pipe delivers share one transaction instead of one each.
+   */
+  private flushSoon(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flush();
+    });
   }
 
   private collectLive(): void {
@@ -212,8 +236,21 @@ export class WorkerAgent {
     const batch = this.pending;
     if (batch.started.length + batch.live.length + batch.ended.length === 0) return Promise.resolve();
     this.pending = { started: [], live: [], ended: [] };
-    this.flushing = this.client.report(batch)
+    // Attempts ended: the slots they freed are leased again in the report's own transaction.
+    const lease = batch.ended.length > 0 ? this.promiseFreeSlots() : null;
+    const sent = lease
+      ? this.client.reportAndLease(batch, lease).then(({ leased }) => {
+        this.promised -= lease.slots;
+        if (this.stopping) {
+          for (const task of leased) this.end(this.notRun(task, 'handed_back', null));
+          return;
+        }
+        for (const task of leased) this.begin(task);
+      })
+      : this.client.report(batch).then(() => undefined);
+    this.flushing = sent
       .then(() => undefined, (err) => {
+        if (lease) this.promised -= lease.slots;
         this.opts.log?.warn({ err }, 'report failed; retrying');
         this.pending.started.unshift(...batch.started);
         this.pending.ended.unshift(...batch.ended);

@@ -19,6 +19,8 @@ export interface WorkerClient {
   lease(req: LeaseRequest): Promise<LeasedTask[]>;
   heartbeat(workerId: string, held: HeldLease[]): Promise<{ cancel: string[]; lost: string[] }>;
   report(reports: WorkerReports): Promise<EndResult[]>;
+  /** Reports, then leases `lease.slots` more tasks, in one round trip (the slots ended attempts freed). */
+  reportAndLease(reports: WorkerReports, lease: LeaseRequest): Promise<{ ended: EndResult[]; leased: LeasedTask[] }>;
   setRuntimeState(update: RuntimeUpdate, node: string): Promise<void>;
   setStatus(workerId: string, status: 'online' | 'draining' | 'offline'): Promise<void>;
   revision(revisionId: string): Promise<RevisionFiles>;

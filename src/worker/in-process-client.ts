@@ -20,6 +20,7 @@ export class InProcessClient implements WorkerClient {
   lease: WorkerClient['lease'] = (req) => this.store.leaseTasks(req);
   heartbeat: WorkerClient['heartbeat'] = (workerId, held) => this.store.heartbeat(workerId, held);
   report: WorkerClient['report'] = (reports) => this.store.applyWorkerReports(reports);
+  reportAndLease: WorkerClient['reportAndLease'] = (reports, lease) => this.store.reportAndLease(reports, lease);
   setRuntimeState: WorkerClient['setRuntimeState'] = (update, node) => this.store.setRuntimeState(update, node);
   setStatus: WorkerClient['setStatus'] = (workerId, status) => this.store.setWorkerStatus(workerId, status);
   pendingInits: WorkerClient['pendingInits'] = (workerId) => this.store.pendingInits(workerId);
