@@ -14,6 +14,7 @@ import type { Static } from '@sinclair/typebox';
 import { validateSubmit, type JobObject, type ResultsObject, type TaskObject, type ValidSubmit } from '../protocol/jobs.js';
 import type { NewJob } from '../store/port.js';
 import type { Deps } from './deps.js';
+import { SubmitBatcher } from './submit-batcher.js';
 
 export type SubmitAnswer = { id: string; replayed: boolean; created_at: string; job: NewJob; started: number } | { error: AppError };
 
@@ -45,7 +46,7 @@ export async function submitJobs(deps: Deps, accountId: string, bodies: unknown[
       answers.push({ error: err });
     }
   }
-  const { outcomes, leased } = await createWithDirectDispatch(deps, jobs);
+  const { outcomes, leased } = jobs.length === 0 ? { outcomes: [], leased: [] } : await batcherOf(deps).submit(jobs);
   const started = new Map<string, number>();
   for (const task of leased.flat()) started.set(task.job_id, (started.get(task.job_id) ?? 0) + 1);
   outcomes.forEach((outcome, i) => {
@@ -54,6 +55,17 @@ export async function submitJobs(deps: Deps, accountId: string, bodies: unknown[
     };
   });
   return answers as SubmitAnswer[];
+}
+
+/** One group-commit batcher per server (submit-batcher.ts). */
+const batchers = new WeakMap<Deps, SubmitBatcher>();
+function batcherOf(deps: Deps): SubmitBatcher {
+  let batcher = batchers.get(deps);
+  if (!batcher) {
+    batcher = new SubmitBatcher((jobs) => createWithDirectDispatch(deps, jobs));
+    batchers.set(deps, batcher);
+  }
+  return batcher;
 }
 
 /**

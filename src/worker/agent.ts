@@ -177,6 +177,8 @@ export class WorkerAgent {
     });
     entry.attempt = attempt;
     const outcome = await attempt.outcome;
+    // Progress read at exit (after the last live report) goes out with the end, in the same batch, first.
+    this.queueLive(entry);
     await sink.close();
     if (sink.hasFile) await this.client.keepOutput(task.job_id, task.task_id, task.attempt, sink.path);
     this.end(attemptReport({
@@ -219,15 +221,18 @@ export class WorkerAgent {
   }
 
   private collectLive(): void {
-    for (const entry of this.running.values()) {
-      if (!entry.liveDirty || !entry.sink) continue;
-      entry.liveDirty = false;
-      this.pending.live.push({
-        task_id: entry.task.task_id, lease_token: entry.task.lease_token,
-        output_tail: entry.sink.outputTail(), ...(entry.progress ? { progress: entry.progress } : {}),
-      });
-    }
+    for (const entry of this.running.values()) this.queueLive(entry);
     if (this.pending.live.length > 0) this.flush();
+  }
+
+  /** Queues the attempt's latest progress and output tail, if they changed since the last report. */
+  private queueLive(entry: Running): void {
+    if (!entry.liveDirty || !entry.sink) return;
+    entry.liveDirty = false;
+    this.pending.live.push({
+      task_id: entry.task.task_id, lease_token: entry.task.lease_token,
+      output_tail: entry.sink.outputTail(), ...(entry.progress ? { progress: entry.progress } : {}),
+    });
   }
 
   /** Sends everything pending in one report; one flush at a time, the next picks up what came meanwhile. */

@@ -1,0 +1,65 @@
+/**
+ * Group commit for job submits: the submits that arrive in one turn of the event loop (concurrent HTTP
+ * requests) are created in one store transaction instead of one each.
+ *
+ * Why: a transaction's commit is the largest single cost of a submit (CPU profile of single submits on
+ * SQLite: 20 % of the server's time in COMMIT; on PostgreSQL each commit also waits for its WAL flush).
+ *
+ * Invariants:
+ * - Each caller gets exactly the outcomes of its own jobs, in its order; an AppError outcome (a 409 on an
+ *   idempotency key, …) stays with the job it belongs to. A store failure fails every submit of the batch,
+ *   as it would have failed each of them alone.
+ * - Nothing waits for a timer: a batch is flushed on the next turn (setImmediate), so a lone submit pays
+ *   one turn of the loop and no more.
+ * - The store call itself (with direct dispatch) is the caller's `create`; batches never overlap it with
+ *   another batch's, so two batches' leases cannot promise the same worker slots twice.
+ */
+import type { AppError } from '../core/errors.js';
+import type { LeasedTask } from '../core/model.js';
+import type { CreateOutcome, NewJob } from '../store/port.js';
+
+export interface Created {
+  outcomes: Array<CreateOutcome | AppError>;
+  leased: LeasedTask[][];
+}
+
+interface Waiting {
+  jobs: NewJob[];
+  resolve(created: Created): void;
+  reject(error: unknown): void;
+}
+
+export class SubmitBatcher {
+  private queue: Waiting[] = [];
+  private scheduled = false;
+  private running: Promise<void> = Promise.resolve();
+
+  constructor(private readonly create: (jobs: NewJob[]) => Promise<Created>) {}
+
+  submit(jobs: NewJob[]): Promise<Created> {
+    return new Promise<Created>((resolve, reject) => {
+      this.queue.push({ jobs, resolve, reject });
+      if (this.scheduled) return;
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        const batch = this.queue;
+        this.queue = [];
+        this.running = this.running.then(() => this.flush(batch));
+      });
+    });
+  }
+
+  private async flush(batch: Waiting[]): Promise<void> {
+    try {
+      const created = await this.create(batch.flatMap((w) => w.jobs));
+      let offset = 0;
+      for (const waiting of batch) {
+        waiting.resolve({ outcomes: created.outcomes.slice(offset, offset + waiting.jobs.length), leased: created.leased });
+        offset += waiting.jobs.length;
+      }
+    } catch (error) {
+      for (const waiting of batch) waiting.reject(error);
+    }
+  }
+}
