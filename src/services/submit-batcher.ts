@@ -11,8 +11,10 @@
  *   as it would have failed each of them alone.
  * - Nothing waits for a timer: a batch is flushed on the next turn (setImmediate), so a lone submit pays
  *   one turn of the loop and no more.
- * - The store call itself (with direct dispatch) is the caller's `create`; batches never overlap it with
- *   another batch's, so two batches' leases cannot promise the same worker slots twice.
+ * - Batches run concurrently, as single submits did: on PostgreSQL each takes its own pooled connection
+ *   (serialising them cut single submits from ~1,200/s to ~700/s, measured); on SQLite the one connection
+ *   queues them. Direct dispatch stays safe: each batch's `create` reserves worker slots synchronously
+ *   before its transaction, so two batches never promise the same slot.
  */
 import type { AppError } from '../core/errors.js';
 import type { LeasedTask } from '../core/model.js';
@@ -32,7 +34,6 @@ interface Waiting {
 export class SubmitBatcher {
   private queue: Waiting[] = [];
   private scheduled = false;
-  private running: Promise<void> = Promise.resolve();
 
   constructor(private readonly create: (jobs: NewJob[]) => Promise<Created>) {}
 
@@ -45,7 +46,7 @@ export class SubmitBatcher {
         this.scheduled = false;
         const batch = this.queue;
         this.queue = [];
-        this.running = this.running.then(() => this.flush(batch));
+        void this.flush(batch);
       });
     });
   }
