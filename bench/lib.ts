@@ -69,7 +69,9 @@ export async function benchPgUrl(): Promise<string | null> {
     const u = new URL(url);
     u.pathname = '/computalot_bench';
     return u.toString();
-  } catch {
+  } catch (error) {
+    process.stderr.write(`bench: no PostgreSQL rows (${(error as Error).message})\n`);
+    await c.end().catch(() => undefined);
     return null;
   }
 }
