@@ -116,15 +116,14 @@ export class OciRuntime implements Runtime {
   }
 
   isLive(prepared: Prepared): boolean {
-    const env = this.warm.get(prepared.key);
-    return !!env && !env.dropped && (env.sandbox === null || env.sandbox.alive);
+    return usable(this.warm.get(prepared.key));
   }
 
   async prepare(input: PrepareInput): Promise<Prepared> {
     if (this.closed) throw new RuntimeError('runtime_closed', 'The worker is shutting down.', 'fetch');
     const key = `${input.projectId}|${input.contentHash}`;
     const existing = this.warm.get(key);
-    if (existing && !existing.dropped && (existing.sandbox === null || existing.sandbox.alive)) {
+    if (existing && usable(existing)) {
       existing.lastUsed = Date.now();
       return this.prepared(existing, { fetch_ms: 0, build_ms: 0, init_ms: 0, sandbox_ms: 0 }, false);
     }
@@ -421,6 +420,11 @@ export class OciRuntime implements Runtime {
     this.warm.clear();
     await Promise.all(envs.map((e) => { e.dropped = true; return this.stopEnv(e); }));
   }
+}
+
+/** A warm runtime that can take tasks: not dropped, and its sandbox (reuse "sandbox") still running. */
+function usable(env: Env | undefined): boolean {
+  return !!env && !env.dropped && (env.manifest.runtime.reuse === 'none' || (env.sandbox !== null && env.sandbox.alive));
 }
 
 function ownerTag(workDir: string): string {
