@@ -69,8 +69,12 @@ export function readinessVerbs(ctx: StoreContext): ReadinessVerbs {
         .where('prepared_runtimes.worker_id', '=', workerId).where('prepared_runtimes.state', '=', 'cold')
         .where('prepared_runtimes.init_requested_at', 'is not', null).where('revisions.tarball_deleted_at', 'is', null)
         .execute();
+      // One per (project, hash): two projects with identical tarballs still get a runtime each.
       const seen = new Set<string>();
-      return rows.filter((r) => !seen.has(r.content_hash) && seen.add(r.content_hash)).map((r) => ({
+      return rows.filter((r) => {
+        const key = `${r.project_id}|${r.content_hash}`;
+        return !seen.has(key) && seen.add(key);
+      }).map((r) => ({
         project_id: r.project_id, account_id: r.account_id, project: r.name, content_hash: r.content_hash,
         revision_id: r.revision_id, env: JSON.parse(r.env) as Record<string, string>,
       }));

@@ -291,7 +291,7 @@ export class WorkerAgent {
       const invalidated = await this.client.pendingInvalidations(this.worker.id);
       if (invalidated.length > 0) await this.runtimes.invalidate(invalidated);
       for (const target of await this.client.pendingInits(this.worker.id)) {
-        if (!this.runtimes.has(target.content_hash)) void this.runtimes.prepare(target).catch(() => undefined);
+        if (!this.runtimes.has(target)) void this.runtimes.prepare(target).catch(() => undefined);
       }
     } catch (err) {
       this.opts.log?.warn({ err }, 'looking for /init requests failed');

@@ -1,5 +1,5 @@
 /**
- * The worker's prepared runtimes, one per content hash, and the readiness reports about them (SPEC §5,
+ * The worker's prepared runtimes, one per (project, content hash), and the readiness reports about them (SPEC §5,
  * §8): the first task of a revision on this worker prepares it (initializing, with its phase), then
  * `warm` or `failed` with the phase, error and a redacted log tail. Later tasks reuse the warm runtime.
  */
@@ -10,20 +10,29 @@ import { redactLog } from './redact.js';
 
 const LOG_TAIL_BYTES = 4 * 1024;
 
+/**
+ * A prepared runtime belongs to one project: two projects that push identical tarballs share a content
+ * hash, and must still never share a sandbox (its cache mounts, its tasks' files and environments).
+ */
+function runtimeKey(target: Pick<RuntimeTarget, 'project_id' | 'content_hash'>): string {
+  return `${target.project_id}|${target.content_hash}`;
+}
+
 export class RuntimeCache {
   worker: Worker | null = null;
   private readonly prepared = new Map<string, Promise<Prepared>>();
 
-  /** Targets seen per content hash, to report drops against the right project. */
+  /** Targets seen per runtime key, to report drops against the right project. */
   private readonly targets = new Map<string, RuntimeTarget>();
   private readonly unsubscribe: (() => void) | null;
 
   constructor(private readonly client: WorkerClient, private readonly runtime: Runtime, private readonly workDir: string) {
     // A runtime dropped on its own (idle, low disk, the sandbox died, invalidated) is no longer warm here.
     this.unsubscribe = runtime.onDropped?.((projectId, contentHash, reason) => {
-      const target = this.targets.get(contentHash);
-      if (!target || target.project_id !== projectId || !this.prepared.has(contentHash)) return;
-      this.prepared.delete(contentHash);
+      const key = runtimeKey({ project_id: projectId, content_hash: contentHash });
+      const target = this.targets.get(key);
+      if (!target || !this.prepared.has(key)) return;
+      this.prepared.delete(key);
       void this.report(target, 'stale', { phase: null, status_reason: `dropped: ${reason}` });
     }) ?? null;
   }
@@ -44,31 +53,32 @@ export class RuntimeCache {
   async invalidate(targets: RuntimeTarget[]): Promise<void> {
     const projects = new Map(targets.map((t) => [t.project_id, t]));
     for (const projectId of projects.keys()) {
-      for (const [hash, target] of this.targets) if (target.project_id === projectId) this.prepared.delete(hash);
+      for (const [key, target] of this.targets) if (target.project_id === projectId) this.prepared.delete(key);
       await this.runtime.invalidate?.(projectId);
     }
     for (const target of targets) await this.report(target, 'stale', { phase: null, status_reason: 'invalidated; discarded on this worker' });
   }
 
   /** Whether this worker has (or is making) a runtime for the hash: /init need not prepare it again. */
-  has(contentHash: string): boolean {
-    return this.prepared.has(contentHash);
+  has(target: Pick<RuntimeTarget, 'project_id' | 'content_hash'>): boolean {
+    return this.prepared.has(runtimeKey(target));
   }
 
   prepare(task: RuntimeTarget): Promise<Prepared> {
-    let entry = this.prepared.get(task.content_hash);
-    this.targets.set(task.content_hash, task);
+    const key = runtimeKey(task);
+    let entry = this.prepared.get(key);
+    this.targets.set(key, task);
     if (!entry) {
       entry = this.prepareFresh(task);
-      this.prepared.set(task.content_hash, entry);
+      this.prepared.set(key, entry);
       // A failed preparation is not cached: the next task of the revision tries again.
-      entry.catch(() => this.prepared.delete(task.content_hash));
+      entry.catch(() => this.prepared.delete(key));
       return entry;
     }
     // Warm: later tasks report no cold start; a runtime that died or was dropped is prepared again.
     return entry.then((p) => {
       if (this.runtime.isLive && !this.runtime.isLive(p)) {
-        if (this.prepared.get(task.content_hash) === entry) this.prepared.delete(task.content_hash);
+        if (this.prepared.get(key) === entry) this.prepared.delete(key);
         return this.prepare(task);
       }
       return { ...p, cold: false };

@@ -10,7 +10,7 @@ import { connect, createServer, type Server } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { makeAccount, type TestAccount } from '../helpers/http.js';
+import { call, makeAccount, type TestAccount } from '../helpers/http.js';
 import { results, submit, tasks, waitJob } from '../helpers/jobs.js';
 import { ociOnly } from '../helpers/oci.js';
 import { pushProject } from '../helpers/oci-project.js';
@@ -128,6 +128,17 @@ describe('the oci sandbox (gVisor)', ociOnly(), () => {
     assert.match(result.env.COMPUTALOT_SCRATCH_DIR, /^\/computalot\/io\/attempts\/.+\/scratch$/);
     assert.equal(result.env.COMPUTALOT_PROJECT, 'box');
     assert.equal(task.latest_progress?.progress, 0.5);
+  });
+
+  it('never shares a sandbox between projects, even with identical tarballs (one content hash)', async () => {
+    const mine = await runTask(srv, acc.member, 'box', { mode: 'write_tmp' });
+    assert.equal(mine.done.status, 'completed');
+    const twin = await pushProject(srv.url, acc.member, 'box-twin');
+    const box = await call(srv.url, 'GET', '/api/v1/projects/box', { token: acc.member });
+    assert.equal(twin.content_hash, box.body.content_hash, 'the same content hash');
+    const other = await runTask(srv, acc.member, 'box-twin', { mode: 'write_tmp' });
+    assert.equal(other.result.found_before, false, 'the twin project got its own sandbox');
+    assert.ok(other.task.cold_start, 'and its own preparation');
   });
 
   it('runs warm tasks in one sandbox with reuse "sandbox", and each in a fresh one with reuse "none"', async () => {
