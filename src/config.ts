@@ -26,6 +26,7 @@ export interface Config {
   runsc: string;
   buildNetwork: string;
   minFreeDiskMb: number;
+  buildTimeoutS: number;
   sseHeartbeatMs: number;
   eventRetentionSeconds: number;
   kvMaxKeys: number;
@@ -79,6 +80,7 @@ export function loadConfig(env: Env = process.env): Config {
     runsc: env.COMPUTALOT_RUNSC || '/usr/bin/runsc',
     buildNetwork: env.COMPUTALOT_BUILD_NETWORK || 'none',
     minFreeDiskMb: int(env, 'COMPUTALOT_MIN_FREE_DISK_MB', 2048, 0),
+    buildTimeoutS: int(env, 'COMPUTALOT_BUILD_TIMEOUT_S', 1800, 1),
     sseHeartbeatMs: int(env, 'COMPUTALOT_SSE_HEARTBEAT_MS', 15_000, 10),
     eventRetentionSeconds: int(env, 'COMPUTALOT_EVENT_RETENTION_S', 7 * 24 * 3600, 1),
     kvMaxKeys: int(env, 'COMPUTALOT_KV_MAX_KEYS', 10_000, 1),

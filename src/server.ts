@@ -56,7 +56,9 @@ export async function startServer(config: Config, opts: { logger?: boolean | obj
       runtime: runtime.kind === 'oci'
         ? new OciRuntime({
           engine: { podman: config.podman, runsc: config.runsc }, allowRunc: config.allowRunc, warmIdleS: config.warmIdleSeconds,
-          minFreeDiskMb: config.minFreeDiskMb, buildNetwork: config.buildNetwork, slots: config.workerSlots,
+          minFreeDiskMb: config.minFreeDiskMb, buildNetwork: config.buildNetwork, buildTimeoutS: config.buildTimeoutS,
+          // Embedded workers share the runtime, hence each warm sandbox: it may run all their slots at once.
+          slots: config.workerSlots * config.localWorkers,
         })
         : new ProcessRuntime({
           helperDir: join(config.dataDir, 'work'),

@@ -16,7 +16,7 @@ import type { LeasedTask, Worker } from '../core/model.js';
 import type { AttemptReport } from '../core/model.js';
 import type { Prepared, Runtime, RunningAttempt } from '../runtime/port.js';
 import type { LeaseRequest, LiveUpdate, StartReport } from '../store/port.js';
-import { attemptReport } from './attempt-report.js';
+import { attemptReport, withoutNul } from './attempt-report.js';
 import type { WorkerClient } from './client.js';
 import { OutputSink } from './output-sink.js';
 import { RuntimeCache } from './runtime-cache.js';
@@ -33,7 +33,12 @@ export interface AgentOptions {
   log?: { warn(obj: unknown, msg?: string): void };
 }
 
-interface Running { task: LeasedTask; attempt: RunningAttempt | null; sink: OutputSink | null; handBack: boolean; liveDirty: boolean; progress?: { progress: number; message?: string } }
+interface Running {
+  task: LeasedTask; attempt: RunningAttempt | null; sink: OutputSink | null; handBack: boolean; liveDirty: boolean;
+  progress?: { progress: number; message?: string };
+  /** Settles when the task is cancelled (or its lease lost) before its attempt exists: it then never runs. */
+  stopped: Promise<'cancelled'>; stop(): void;
+}
 
 export class WorkerAgent {
   worker: Worker | null = null;
@@ -138,7 +143,9 @@ export class WorkerAgent {
   }
 
   private begin(task: LeasedTask): void {
-    const entry: Running = { task, attempt: null, sink: null, handBack: false, liveDirty: false };
+    let stop!: () => void;
+    const stopped = new Promise<'cancelled'>((resolve) => { stop = () => resolve('cancelled'); });
+    const entry: Running = { task, attempt: null, sink: null, handBack: false, liveDirty: false, stopped, stop };
     this.running.set(task.task_id, entry);
     void this.execute(entry).catch((err) => this.opts.log?.warn({ err }, 'attempt bookkeeping failed')).finally(() => {
       this.running.delete(task.task_id);
@@ -153,7 +160,11 @@ export class WorkerAgent {
     const worker = this.worker!;
     let prepared: Prepared;
     try {
-      prepared = await this.runtimes.prepare(task);
+      // A cancel while the runtime is prepared (a build can take minutes) ends the task at once; the
+      // preparation goes on for the revision's other tasks.
+      const first = await Promise.race([this.runtimes.prepare(task), entry.stopped]);
+      if (first === 'cancelled') return this.end(this.notRun(task, 'cancelled', null));
+      prepared = first;
     } catch (err) {
       this.end(this.preparationFailed(task, err));
       return;
@@ -231,7 +242,7 @@ export class WorkerAgent {
     entry.liveDirty = false;
     this.pending.live.push({
       task_id: entry.task.task_id, lease_token: entry.task.lease_token,
-      output_tail: entry.sink.outputTail(), ...(entry.progress ? { progress: entry.progress } : {}),
+      output_tail: withoutNul(entry.sink.outputTail()), ...(entry.progress ? { progress: entry.progress } : {}),
     });
   }
 
@@ -272,7 +283,11 @@ export class WorkerAgent {
     const held = [...this.running.values()].map((r) => ({ task_id: r.task.task_id, lease_token: r.task.lease_token }));
     try {
       const { cancel, lost } = await this.client.heartbeat(this.worker.id, held);
-      for (const id of [...cancel, ...lost]) this.running.get(id)?.attempt?.cancel();
+      for (const id of [...cancel, ...lost]) {
+        const entry = this.running.get(id);
+        if (entry?.attempt) entry.attempt.cancel();
+        else entry?.stop();
+      }
     } catch (err) {
       this.opts.log?.warn({ err }, 'heartbeat failed');
     }

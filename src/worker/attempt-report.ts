@@ -32,8 +32,18 @@ export function attemptReport(f: AttemptFacts): AttemptReport {
   if (outcome === 'succeeded') error = null;
   return {
     task_id: f.task_id, attempt: f.attempt, lease_token: f.lease_token, exit_code: o.exitCode, outcome, error,
-    output: f.output, output_tail: f.output_tail, result: extracted.result, result_quality: extracted.result_quality,
+    output: withoutNul(f.output), output_tail: withoutNul(f.output_tail), result: extracted.result,
+    result_quality: extracted.result_quality,
     result_warnings: extracted.result_warnings, duration_ms: Math.round(o.durationMs), started_at: f.started_at,
     finished_at: new Date().toISOString(), cold_start: f.cold_start,
   };
+}
+
+/**
+ * NUL characters in output become U+FFFD: PostgreSQL's text refuses them, and one report it refuses would
+ * be retried for ever, holding back every other report of the worker. (A task may print anything; results
+ * and progress are stored as JSON text, where JSON.stringify already escapes a NUL.)
+ */
+export function withoutNul(text: string): string {
+  return text.includes('\0') ? text.replaceAll('\0', '\uFFFD') : text;
 }

@@ -191,6 +191,13 @@ describe('jobs API', () => {
     for (const b of blockers) assert.equal((await done(b.id)).status, 'completed');
   });
 
+  it('keeps output with NUL bytes (as U+FFFD), so PostgreSQL accepts the report', async () => {
+    const j = await done((await job({ runner_command: ['sh', '-c', 'printf "a\\000b\\n"; echo \'{"ok": 1}\''] })).id);
+    assert.equal(j.status, 'completed');
+    const [task] = await tasks(srv.url, acc.member, j.id);
+    assert.match(task.output, /a\uFFFDb/);
+  });
+
   it('reports progress lines as latest_progress and task.progress events', async () => {
     const j = await done((await job({ payload: { mode: 'progress' } })).id);
     const [task] = await tasks(srv.url, acc.member, j.id);

@@ -5,7 +5,7 @@
  * - `url` sources are downloaded (streamed to a temp file while hashing) into `<workDir>/oci/data/<sha256>`;
  *   a file already there was checked when it was stored, so later revisions and restarts reuse it.
  * - A digest mismatch fails preparation (phase `fetch`) naming the source, the expected and the actual
- *   digest, and stores nothing.
+ *   digest, and stores nothing; so does a download over the size limit or past the time limit.
  * - `artifact` sources (files uploaded to the server) are not offered by this server yet: preparation fails
  *   saying so rather than mounting nothing.
  */
@@ -23,7 +23,7 @@ type DataSource = NormalizedManifest['data_sources'][number];
 
 const inflight = new Map<string, Promise<void>>();
 
-async function download(source: DataSource, target: string, signal: AbortSignal): Promise<void> {
+async function download(source: DataSource, target: string, signal: AbortSignal, maxBytes: number): Promise<void> {
   const tmp = `${target}.tmp-${randomBytes(4).toString('hex')}`;
   const hash = createHash('sha256');
   try {
@@ -31,7 +31,18 @@ async function download(source: DataSource, target: string, signal: AbortSignal)
     if (!response.ok || !response.body) {
       throw new RuntimeError('data_source_fetch_failed', `data_sources "${source.name}": GET ${source.url} answered ${response.status}; fix the url or make it reachable from the worker.`, 'fetch');
     }
-    const hashing = new Transform({ transform(chunk: Buffer, _enc, done) { hash.update(chunk); done(null, chunk); } });
+    let bytes = 0;
+    const hashing = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        bytes += chunk.length;
+        if (bytes > maxBytes) {
+          done(new RuntimeError('data_source_too_large', `data_sources "${source.name}": ${source.url} is larger than ${maxBytes} bytes, the most a worker downloads.`, 'fetch'));
+          return;
+        }
+        hash.update(chunk);
+        done(null, chunk);
+      },
+    });
     await pipeline(Readable.fromWeb(response.body as import('node:stream/web').ReadableStream), hashing, createWriteStream(tmp, { mode: 0o444 }));
     const actual = hash.digest('hex');
     if (actual !== source.sha256.toLowerCase()) {
@@ -46,7 +57,7 @@ async function download(source: DataSource, target: string, signal: AbortSignal)
 }
 
 /** Fetches what is missing and returns the read-only mounts. */
-export async function prepareDataSources(workDir: string, sources: NormalizedManifest['data_sources'], onLog: (text: string) => void, signal: AbortSignal): Promise<Mount[]> {
+export async function prepareDataSources(workDir: string, sources: NormalizedManifest['data_sources'], onLog: (text: string) => void, signal: AbortSignal, maxBytes: number): Promise<Mount[]> {
   const mounts: Mount[] = [];
   if (sources.length > 0) await mkdir(dataDir(workDir), { recursive: true });
   for (const source of sources) {
@@ -58,7 +69,7 @@ export async function prepareDataSources(workDir: string, sources: NormalizedMan
       let pending = inflight.get(target);
       if (!pending) {
         onLog(`Fetching data source ${source.name} from ${source.url}\n`);
-        pending = download(source, target, signal).finally(() => inflight.delete(target));
+        pending = download(source, target, signal, maxBytes).finally(() => inflight.delete(target));
         inflight.set(target, pending);
       }
       await pending;

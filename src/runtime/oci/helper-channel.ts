@@ -12,6 +12,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 
+const MAX_OUTPUT_FRAME = 64 * 1024;
+const START_TIMEOUT_MS = 120_000;
+
 export interface ProcessHandlers {
   onStart(pid: number): void;
   onError(errno: number): void;
@@ -45,6 +48,7 @@ export class HelperChannel {
   private stderrTail = '';
   private dead: string | null = null;
   private closing = false;
+  private broken = false;
   readonly ready: Promise<void>;
   /** Settles when podman exits, with the reason. */
   readonly ended: Promise<string>;
@@ -74,7 +78,13 @@ export class HelperChannel {
   static async start(command: string, args: string[], env?: NodeJS.ProcessEnv): Promise<HelperChannel> {
     const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], ...(env ? { env } : {}) });
     const channel = new HelperChannel(child);
-    await channel.ready;
+    // A sandbox that never says READY (a hung runtime) must not hold its preparation forever.
+    const timer = setTimeout(() => child.kill('SIGKILL'), START_TIMEOUT_MS);
+    try {
+      await channel.ready;
+    } finally {
+      clearTimeout(timer);
+    }
     channel.updateRef();
     return channel;
   }
@@ -136,6 +146,17 @@ export class HelperChannel {
     this.child.kill('SIGKILL');
   }
 
+  /**
+   * A line the helper never writes: the stream can no longer be trusted (nothing else should be able to
+   * write to it), so the sandbox is ended and every process in it is reported lost.
+   */
+  private corrupt(line: string): void {
+    this.broken = true;
+    this.buffer = Buffer.alloc(0);
+    this.stderrTail += `\nthe helper's output was corrupt (${JSON.stringify(line.slice(0, 80))}); the sandbox was stopped`;
+    this.child.kill('SIGKILL');
+  }
+
   private forget(id: string): void {
     if (this.procs.delete(id) && this.procs.size === 0) this.updateRef();
   }
@@ -151,6 +172,7 @@ export class HelperChannel {
 
   private parse(onReady: () => void): void {
     for (;;) {
+      if (this.dead !== null || this.broken) return;
       if (this.pendingOutput) {
         const { id, stream, length } = this.pendingOutput;
         if (this.buffer.length < length) return;
@@ -170,9 +192,13 @@ export class HelperChannel {
         case 'READY':
           onReady();
           break;
-        case 'O':
-          this.pendingOutput = { id, stream: a === '2' ? 'stderr' : 'stdout', length: Number(b) };
+        case 'O': {
+          const length = Number(b);
+          // The helper reads at most 64 KiB at a time: anything else is not the helper speaking.
+          if (!Number.isInteger(length) || length < 0 || length > MAX_OUTPUT_FRAME) return this.corrupt(line);
+          this.pendingOutput = { id, stream: a === '2' ? 'stderr' : 'stdout', length };
           break;
+        }
         case 'S':
           handlers?.onStart(Number(a));
           break;
@@ -185,7 +211,7 @@ export class HelperChannel {
           handlers?.onExit(a === 's' ? { code: null, signal: Number(b) } : { code: Number(b), signal: null });
           break;
         default:
-          break; // not ours (nothing else writes to this stdout); ignore rather than desynchronise
+          return this.corrupt(line);
       }
     }
   }

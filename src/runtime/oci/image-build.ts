@@ -17,6 +17,7 @@ import { stat } from 'node:fs/promises';
 import type { NormalizedManifest } from '../../protocol/manifest.js';
 import type { PhaseInfo } from '../port.js';
 import { RuntimeError } from '../port.js';
+import { DEFAULT_PASS_ENV, hostEnv } from '../task-env.js';
 import { podman, podmanStreaming, RUNC_ULIMITS, type EngineOptions } from './podman.js';
 
 export function imageRepository(projectId: string): string {
@@ -38,6 +39,8 @@ export interface BuildInput {
   build: NormalizedManifest['build'];
   noCache: boolean;
   network: string;
+  /** The build's time limit (its `signal` aborts then), for the error message. */
+  timeoutS: number;
   onStep(info: PhaseInfo): void;
   onLog(chunk: string): void;
   signal: AbortSignal;
@@ -59,11 +62,16 @@ export async function buildImage(input: BuildInput): Promise<string> {
     '-f', dockerfile, '-t', image];
   if (input.noCache) args.push('--no-cache');
   if (input.build.target) args.push('--target', input.build.target);
-  for (const [name, value] of Object.entries(input.build.args)) args.push('--build-arg', `${name}=${value}`);
+  // `--build-arg NAME` takes the value from podman's environment: values stay out of the host's process
+  // list (`ps`), where any local user could read them.
+  for (const name of Object.keys(input.build.args)) args.push('--build-arg', name);
   args.push(context);
   let lastStep = '';
   let partial = '';
-  const code = await podmanStreaming(input.engine, args, (chunk) => {
+  // podman gets the host's allow-listed variables (and its own CONTAINERS_*/XDG_* settings), never the
+  // server's secrets, plus the build args it reads by name.
+  const env = { ...hostEnv([...DEFAULT_PASS_ENV, 'CONTAINERS_*', 'XDG_*', 'REGISTRY_AUTH_FILE']), ...input.build.args };
+  const code = await podmanStreaming(input.engine, args, env, (chunk) => {
     input.onLog(chunk);
     partial += chunk;
     const lines = partial.split('\n');
@@ -75,6 +83,9 @@ export async function buildImage(input: BuildInput): Promise<string> {
       input.onStep({ step: Number(m[1]), steps: Number(m[2]), message: m[3] });
     }
   }, input.signal);
+  if (code !== 0 && input.signal.aborted) {
+    throw new RuntimeError('build_timeout', `podman build did not finish within ${input.timeoutS} s${lastStep ? ` (it was at ${lastStep})` : ''}; make the build faster or raise COMPUTALOT_BUILD_TIMEOUT_S.`, 'build');
+  }
   if (code !== 0) {
     const where = lastStep ? ` at ${lastStep}` : '';
     throw new RuntimeError('build_failed', `podman build failed${where} (exit ${code ?? 'killed'}); see log_tail in /status/details, fix the Dockerfile and push again.`, 'build');

@@ -18,7 +18,8 @@
  * - Limits per process tree: RLIMIT_AS = `resources.memory_mb`, RLIMIT_NPROC = `resources.pids` (set by
  *   the helper; gVisor enforces both).
  */
-import { cp, mkdir, realpath, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { cp, lstat, mkdir, realpath, rename, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { attemptPaths, createAttemptFiles, readResultFile, removeAttemptFiles } from '../attempt-files.js';
 import { TailBuffer } from '../output-capture.js';
@@ -38,6 +39,33 @@ async function untampered(dir: string, ioRoot: string): Promise<boolean> {
   // The io root is the mount point itself, which a task cannot replace; everything below it, it can.
   const [real, root] = await Promise.all([realpath(dir).catch(() => null), realpath(ioRoot).catch(() => null)]);
   return real !== null && root !== null && real === join(root, relative(ioRoot, dir));
+}
+
+/** `<io>/attempts` as a real folder: a symlink (or file) a task left there is removed and the folder made. */
+async function realAttemptsRoot(ioRoot: string): Promise<void> {
+  const root = join(ioRoot, 'attempts');
+  const stat = await lstat(root).catch(() => null);
+  if (stat && (stat.isSymbolicLink() || !stat.isDirectory())) await rm(root, { recursive: true, force: true });
+  await mkdir(root, { recursive: true, mode: 0o700 });
+}
+
+/**
+ * Copies the attempt's checkpoint back into the caller's folder without ever leaving it half written: the
+ * copy goes to a sibling, which replaces the folder only once complete (a full disk or a crash mid-copy
+ * keeps the previous checkpoint).
+ */
+async function keepCheckpoint(from: string, to: string): Promise<void> {
+  const fresh = `${to}.new-${randomBytes(4).toString('hex')}`;
+  const old = `${to}.old-${randomBytes(4).toString('hex')}`;
+  try {
+    await cp(from, fresh, { recursive: true, force: true, verbatimSymlinks: true });
+    await rename(to, old).catch(() => undefined);
+    await rename(fresh, to);
+    await rm(old, { recursive: true, force: true });
+  } catch {
+    await rm(fresh, { recursive: true, force: true });
+    await rename(old, to).catch(() => undefined);
+  }
 }
 
 export interface SandboxLease {
@@ -114,6 +142,8 @@ export class OciAttempt implements RunningAttempt {
     const inside = (hostPath: string): string => `${IO_MOUNT}/${relative(hostIo, hostPath)}`;
     const checkpoint = input.checkpointDir ? join(paths.dir, 'checkpoint') : null;
     try {
+      // Tasks of this sandbox could have put a symlink where the attempts folder was: remake it first.
+      await realAttemptsRoot(hostIo);
       await createAttemptFiles(paths, input.payload, checkpoint);
       if (input.checkpointDir && checkpoint) await cp(input.checkpointDir, checkpoint, { recursive: true, force: true, verbatimSymlinks: true });
     } catch (error) {
@@ -140,11 +170,7 @@ export class OciAttempt implements RunningAttempt {
       }
       if (this.reason) return cancelledBeforeStart();
       const outcome = await this.supervise(sandbox, command, env, paths.result, paths.progress, paths.dir, hostIo);
-      if (input.checkpointDir && checkpoint && await untampered(paths.dir, hostIo)) {
-        await rm(input.checkpointDir, { recursive: true, force: true });
-        await mkdir(input.checkpointDir, { recursive: true });
-        await cp(checkpoint, input.checkpointDir, { recursive: true, force: true, verbatimSymlinks: true }).catch(() => undefined);
-      }
+      if (input.checkpointDir && checkpoint && await untampered(paths.dir, hostIo)) await keepCheckpoint(checkpoint, input.checkpointDir);
       return outcome;
     } finally {
       services?.stop();

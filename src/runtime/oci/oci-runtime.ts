@@ -49,7 +49,14 @@ export interface OciRuntimeOptions {
   buildNetwork?: string;
   /** Tasks one sandbox may run at once (the worker's slots), for the sandbox-wide limit backstops. */
   slots?: number;
+  /** COMPUTALOT_BUILD_TIMEOUT_S: a build (or a data source download) running longer fails preparation. */
+  buildTimeoutS?: number;
+  /** The largest data source a worker downloads. */
+  maxDataSourceBytes?: number;
 }
+
+const DEFAULT_BUILD_TIMEOUT_S = 1_800;
+const DEFAULT_MAX_DATA_SOURCE_BYTES = 16 * 1024 ** 3;
 
 const DISK_DROP_GRACE_MS = 5_000;
 
@@ -181,7 +188,9 @@ export class OciRuntime implements Runtime {
         await mkdir(source, { recursive: true });
         await extractTarball(input.tarballPath, source);
       }
-      mounts = await prepareDataSources(input.workDir, manifest.data_sources, (text) => safely(input.onLog, text), input.signal);
+      const limitS = this.options.buildTimeoutS ?? DEFAULT_BUILD_TIMEOUT_S;
+      mounts = await prepareDataSources(input.workDir, manifest.data_sources, (text) => safely(input.onLog, text),
+        AbortSignal.any([input.signal, AbortSignal.timeout(limitS * 1000)]), this.options.maxDataSourceBytes ?? DEFAULT_MAX_DATA_SOURCE_BYTES);
     } catch (error) {
       await rm(source, { recursive: true, force: true });
       if (error instanceof RuntimeError) throw error;
@@ -194,9 +203,11 @@ export class OciRuntime implements Runtime {
     try {
       if (needBuild) {
         safely(input.onLog, `Building ${image}${noCache ? ' without the layer cache (invalidated)' : ''}\n`);
+        const limitS = this.options.buildTimeoutS ?? DEFAULT_BUILD_TIMEOUT_S;
+        const signal = AbortSignal.any([input.signal, AbortSignal.timeout(limitS * 1000)]);
         await buildImage({
           engine: this.engine, projectId: input.projectId, contentHash: input.contentHash, root: source, build: manifest.build,
-          noCache, network: this.options.buildNetwork ?? 'none', signal: input.signal,
+          noCache, network: this.options.buildNetwork ?? 'none', signal, timeoutS: limitS,
           onStep: (info) => safely(input.onPhase, 'build', info), onLog: (text) => safely(input.onLog, text),
         });
         this.noCache.delete(input.projectId);

@@ -50,9 +50,9 @@ export function podman(engine: EngineOptions, args: string[], opts: { timeoutMs?
  * Runs podman and streams its combined output to `onLog` as it comes (builds take minutes; the log tail
  * must show the step that is running). Resolves with the exit code; an abort kills podman.
  */
-export function podmanStreaming(engine: EngineOptions, args: string[], onLog: (chunk: string) => void, signal?: AbortSignal): Promise<number | null> {
+export function podmanStreaming(engine: EngineOptions, args: string[], env: NodeJS.ProcessEnv, onLog: (chunk: string) => void, signal?: AbortSignal): Promise<number | null> {
   return new Promise((resolve) => {
-    const child = spawn(engine.podman, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(engine.podman, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     const onAbort = (): void => void child.kill('SIGTERM');
     signal?.addEventListener('abort', onAbort, { once: true });
     child.stdout.setEncoding('utf8').on('data', onLog);

@@ -23,6 +23,7 @@
  *   output pipes), then its pipes are drained to EOF, or for at most DRAIN_MS, before X is written.
  * - As PID 1 it reaps every orphan; only leaders are reported.
  * - On EOF of stdin (the worker went away) every group is SIGKILLed and the helper exits.
+ * - The helper is not dumpable, so tasks cannot reach its stdin or stdout through /proc/1/fd.
  * - Limits are per process tree: RLIMIT_AS for memory and RLIMIT_NPROC for processes (gVisor enforces both;
  *   a cgroup limit would kill the whole sandbox instead of the one task).
  */
@@ -35,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -223,6 +225,7 @@ static void reap(void) {
       struct proc *p = &procs[i];
       if (!p->used || p->pid != pid) continue;
       if (p->exited && p->status == -1) { p->used = 0; break; }
+      if (p->exited) continue; /* a draining slot whose pid was reused: not this one */
       p->exited = 1;
       p->status = status;
       p->exited_at = now_ms();
@@ -294,6 +297,9 @@ static void shutdown_all(void) {
 }
 
 int main(void) {
+  /* Not dumpable: tasks (root too, without CAP_SYS_PTRACE) cannot open /proc/1/fd/0 or /proc/1/fd/1 to
+   * read other tasks' specs (their env) or forge frames. exec() makes each task dumpable again. */
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   signal(SIGPIPE, SIG_IGN);
   if (pipe2(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) < 0) return 2;
   struct sigaction sa;
