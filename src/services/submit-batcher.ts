@@ -7,8 +7,8 @@
  *
  * Invariants:
  * - Each caller gets exactly the outcomes of its own jobs, in its order; an AppError outcome (a 409 on an
- *   idempotency key, …) stays with the job it belongs to. A store failure fails every submit of the batch,
- *   as it would have failed each of them alone.
+ *   idempotency key, …) stays with the job it belongs to. When a batch's transaction fails, each submit is
+ *   tried again in a transaction of its own, so one bad submit fails only itself.
  * - Nothing waits for a timer: a batch is flushed on the next turn (setImmediate), so a lone submit pays
  *   one turn of the loop and no more.
  * - Batches run concurrently, as single submits did: on PostgreSQL each takes its own pooled connection
@@ -60,7 +60,12 @@ export class SubmitBatcher {
         offset += waiting.jobs.length;
       }
     } catch (error) {
-      for (const waiting of batch) waiting.reject(error);
+      if (batch.length === 1) {
+        batch[0]!.reject(error);
+        return;
+      }
+      // One submit's failure must not fail the others: each goes again, in its own transaction.
+      await Promise.all(batch.map((waiting) => this.create(waiting.jobs).then(waiting.resolve, waiting.reject)));
     }
   }
 }
