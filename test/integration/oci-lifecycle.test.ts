@@ -139,3 +139,45 @@ describe('oci runtimes under disk pressure', ociOnly(), () => {
     assert.ok(execFileSync('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}']).toString().includes('localhost/computalot/python:bookworm'), 'base images are kept');
   });
 });
+
+describe('preparations that take too long', ociOnly(), () => {
+  let srv: TestServer;
+  let acc: TestAccount;
+  before(async () => {
+    srv = await startTestServer({ COMPUTALOT_RUNTIME: 'oci', COMPUTALOT_LOCAL_WORKERS: '1', COMPUTALOT_BUILD_TIMEOUT_S: '3' });
+    acc = await makeAccount(srv.url, 'slow');
+  });
+  after(async () => {
+    await srv?.stop();
+  });
+
+  it('a build past COMPUTALOT_BUILD_TIMEOUT_S fails the preparation with build_timeout', async () => {
+    await pushProject(srv.url, acc.member, 'slow-build', {
+      files: { Dockerfile: 'FROM localhost/computalot/python:bookworm\nWORKDIR /work\nCOPY . .\nRUN sleep 61.25\n', unique: `${Date.now()}-${Math.random()}` },
+    });
+    const started = Date.now();
+    const job = await submit(srv.url, acc.member, { project: 'slow-build', retries: { max_attempts: 1 } });
+    const done = await waitJob(srv.url, acc.member, job.id, undefined, 60_000);
+    assert.equal(done.status, 'failed');
+    assert.ok(Date.now() - started < 30_000, `took ${Date.now() - started} ms`);
+    const [task] = await tasks(srv.url, acc.member, job.id);
+    assert.equal(task.error.code, 'build_timeout', JSON.stringify(task.error));
+    assert.match(task.error.message, /within 3 s/);
+    // The RUN step's process did not outlive the build.
+    const sleeping = execFileSync('ps', ['-eo', 'args']).toString().split('\n').filter((line) => line.includes('sleep 61.25'));
+    assert.deepEqual(sleeping, []);
+  });
+
+  it('cancel reaches a task whose runtime is still being prepared', async () => {
+    await pushProject(srv.url, acc.member, 'slow-init', {
+      manifest: { runtime: { init: { commands: [{ label: 'slow', command: ['sleep', '30'] }] } } },
+    });
+    const job = await submit(srv.url, acc.member, { project: 'slow-init', payload: { mode: 'echo' } });
+    await waitJob(srv.url, acc.member, job.id, (j) => /^preparing runtime on node-\d+: init/.test(j.status_reason ?? ''), 60_000);
+    const cancelledAt = Date.now();
+    assert.equal((await call(srv.url, 'POST', `/api/v1/jobs/${job.id}/cancel`, { token: acc.member, json: {} })).status, 200);
+    const done = await waitJob(srv.url, acc.member, job.id, undefined, 20_000);
+    assert.equal(done.status, 'cancelled');
+    assert.ok(Date.now() - cancelledAt < 5_000, `cancel took ${Date.now() - cancelledAt} ms`);
+  });
+});

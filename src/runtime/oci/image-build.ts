@@ -12,8 +12,11 @@
  * - Progress: podman prints `STEP 3/7: RUN …` per step; each becomes a phase update ("build step 3/7"),
  *   and a failure names the step that failed.
  */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, normalize } from 'node:path';
-import { stat } from 'node:fs/promises';
 import type { NormalizedManifest } from '../../protocol/manifest.js';
 import type { PhaseInfo } from '../port.js';
 import { RuntimeError } from '../port.js';
@@ -58,7 +61,11 @@ export async function buildImage(input: BuildInput): Promise<string> {
   if (!(await stat(dockerfile).then((s) => s.isFile(), () => false))) {
     throw new RuntimeError('dockerfile_missing', `The revision has no ${input.build.dockerfile}; add one at the tarball root (or set build.dockerfile) and push again.`, 'build');
   }
-  const args = ['build', '--runtime', input.engine.runc, ...RUNC_ULIMITS, `--network=${input.network}`,
+  // A runc state folder of this build's own: when the build is stopped (time limit, shutdown), the RUN
+  // step's container would outlive podman (seen here: `RUN sleep …` kept running), so it is killed by
+  // listing this folder, which holds only this build's containers.
+  const runcRoot = join(tmpdir(), `computalot-runc-${randomBytes(6).toString('hex')}`);
+  const args = ['build', '--runtime', input.engine.runc, '--runtime-flag', `root=${runcRoot}`, ...RUNC_ULIMITS, `--network=${input.network}`,
     '-f', dockerfile, '-t', image];
   if (input.noCache) args.push('--no-cache');
   if (input.build.target) args.push('--target', input.build.target);
@@ -83,7 +90,9 @@ export async function buildImage(input: BuildInput): Promise<string> {
       input.onStep({ step: Number(m[1]), steps: Number(m[2]), message: m[3] });
     }
   }, input.signal);
-  if (code !== 0 && input.signal.aborted) {
+  await killBuildContainers(input.engine, runcRoot);
+  // Checked whatever the exit code: podman exits 0 when it is stopped by SIGTERM mid-build (seen here).
+  if (input.signal.aborted) {
     throw new RuntimeError('build_timeout', `podman build did not finish within ${input.timeoutS} s${lastStep ? ` (it was at ${lastStep})` : ''}; make the build faster or raise COMPUTALOT_BUILD_TIMEOUT_S.`, 'build');
   }
   if (code !== 0) {
@@ -91,6 +100,22 @@ export async function buildImage(input: BuildInput): Promise<string> {
     throw new RuntimeError('build_failed', `podman build failed${where} (exit ${code ?? 'killed'}); see log_tail in /status/details, fix the Dockerfile and push again.`, 'build');
   }
   return image;
+}
+
+/** SIGKILLs and deletes whatever containers are left in a build's runc state folder, then removes it. */
+async function killBuildContainers(engine: EngineOptions, runcRoot: string): Promise<void> {
+  const listed = await run(engine.runc, ['--root', runcRoot, 'list', '-q']);
+  for (const id of listed.split('\n').map((l) => l.trim()).filter(Boolean)) {
+    await run(engine.runc, ['--root', runcRoot, 'kill', '--all', id, 'KILL']);
+    await run(engine.runc, ['--root', runcRoot, 'delete', '--force', id]);
+  }
+  await rm(runcRoot, { recursive: true, force: true });
+}
+
+function run(command: string, args: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    execFile(command, args, { timeout: 30_000 }, (_error, stdout) => resolve(String(stdout ?? '')));
+  });
 }
 
 /** Removes every image of a project (invalidate); containers using one are removed first by the caller. */

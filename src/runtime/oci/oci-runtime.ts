@@ -14,7 +14,8 @@
  *   that looks warm (the sandbox is stopped) and throws a RuntimeError with its phase.
  * - A dropped runtime's sandbox is stopped once its running attempts end ("running tasks finish");
  *   listeners hear of every drop so readiness stops saying `warm`.
- * - After `invalidate(project)` the project's images are removed and its next build uses no layer cache.
+ * - After `invalidate(project)` the project's images are removed and its next build uses no layer cache;
+ *   a preparation already in flight then is not used: its caller prepares again (a generation count).
  * - Containers carry the label `computalot.owner=<this work dir>`; leftovers of a crashed worker are
  *   removed before the first preparation.
  */
@@ -77,6 +78,8 @@ interface Env {
   running: number;
   dropped: boolean;
   stopped?: Promise<void>;
+  /** The project's invalidation count when this runtime's preparation began. */
+  generation: number;
 }
 
 interface Built {
@@ -100,6 +103,9 @@ export class OciRuntime implements Runtime {
   private readonly pending = new Map<string, Promise<Built>>();
   private readonly warm = new Map<string, Env>();
   private readonly noCache = new Set<string>();
+  private readonly generations = new Map<string, number>();
+  /** Aborted by close(): builds and downloads in flight stop rather than hold the shutdown. */
+  private readonly closing = new AbortController();
   private readonly attempts = new Set<RunningAttempt>();
   private readonly listeners = new Set<DropListener>();
   private readonly owner = new Map<string, Promise<void>>();
@@ -115,6 +121,10 @@ export class OciRuntime implements Runtime {
 
   describe(): Record<string, unknown> {
     return { kind: 'oci', sandboxes: this.options.allowRunc ? ['gvisor', 'runc'] : ['gvisor'], reuse: ['sandbox', 'none'] };
+  }
+
+  private generationOf(projectId: string): number {
+    return this.generations.get(projectId) ?? 0;
   }
 
   onDropped(listener: DropListener): () => void {
@@ -139,9 +149,19 @@ export class OciRuntime implements Runtime {
     if (!pending) {
       pending = this.build(key, input);
       this.pending.set(key, pending);
-      void pending.then(({ env }) => this.warm.set(key, env), () => undefined).finally(() => this.pending.delete(key));
+      void pending.then(({ env }) => {
+        // Invalidated or shut down while it was prepared: it must not serve tasks (nor keep running).
+        if (this.closed || env.generation !== this.generationOf(env.projectId)) void this.stopEnv(env);
+        else this.warm.set(key, env);
+      }, () => undefined).finally(() => this.pending.delete(key));
     }
     const { env, timings } = await pending;
+    if (this.closed) throw new RuntimeError('runtime_closed', 'The worker is shutting down.', 'fetch');
+    // The project was invalidated meanwhile: prepare again (the next build skips the layer cache).
+    if (env.generation !== this.generationOf(input.projectId)) {
+      if (this.pending.get(key) === pending) this.pending.delete(key);
+      return this.prepare(input);
+    }
     return this.prepared(env, mine ? timings : { fetch_ms: 0, build_ms: 0, init_ms: 0, sandbox_ms: 0 }, mine);
   }
 
@@ -178,6 +198,7 @@ export class OciRuntime implements Runtime {
     // fetch: the revision as build context, the data sources
     safely(input.onPhase, 'fetch');
     let t = performance.now();
+    const generation = this.generationOf(input.projectId);
     const source = sourceDir(input.workDir, input.contentHash, randomBytes(4).toString('hex'));
     const image = imageName(input.projectId, input.contentHash);
     const noCache = this.noCache.has(input.projectId);
@@ -190,7 +211,7 @@ export class OciRuntime implements Runtime {
       }
       const limitS = this.options.buildTimeoutS ?? DEFAULT_BUILD_TIMEOUT_S;
       mounts = await prepareDataSources(input.workDir, manifest.data_sources, (text) => safely(input.onLog, text),
-        AbortSignal.any([input.signal, AbortSignal.timeout(limitS * 1000)]), this.options.maxDataSourceBytes ?? DEFAULT_MAX_DATA_SOURCE_BYTES);
+        AbortSignal.any([input.signal, this.closing.signal, AbortSignal.timeout(limitS * 1000)]), this.options.maxDataSourceBytes ?? DEFAULT_MAX_DATA_SOURCE_BYTES);
     } catch (error) {
       await rm(source, { recursive: true, force: true });
       if (error instanceof RuntimeError) throw error;
@@ -204,13 +225,13 @@ export class OciRuntime implements Runtime {
       if (needBuild) {
         safely(input.onLog, `Building ${image}${noCache ? ' without the layer cache (invalidated)' : ''}\n`);
         const limitS = this.options.buildTimeoutS ?? DEFAULT_BUILD_TIMEOUT_S;
-        const signal = AbortSignal.any([input.signal, AbortSignal.timeout(limitS * 1000)]);
+        const signal = AbortSignal.any([input.signal, this.closing.signal, AbortSignal.timeout(limitS * 1000)]);
         await buildImage({
           engine: this.engine, projectId: input.projectId, contentHash: input.contentHash, root: source, build: manifest.build,
           noCache, network: this.options.buildNetwork ?? 'none', signal, timeoutS: limitS,
           onStep: (info) => safely(input.onPhase, 'build', info), onLog: (text) => safely(input.onLog, text),
         });
-        this.noCache.delete(input.projectId);
+        if (this.generationOf(input.projectId) === generation) this.noCache.delete(input.projectId);
         await appendFile(builtImagesFile(input.workDir), `${image}\n`);
       } else {
         safely(input.onLog, `Image ${image} is already built on this worker.\n`);
@@ -226,7 +247,7 @@ export class OciRuntime implements Runtime {
     }
     const env: Env = {
       key, projectId: input.projectId, contentHash: input.contentHash, manifest, image, workDir: input.workDir, mounts,
-      sandbox: null, services: null, validation: [], lastUsed: Date.now(), running: 0, dropped: false,
+      sandbox: null, services: null, validation: [], lastUsed: Date.now(), running: 0, dropped: false, generation,
     };
     // sandbox, validate, init, services
     safely(input.onPhase, 'validate', { message: 'starting the sandbox' });
@@ -370,6 +391,7 @@ export class OciRuntime implements Runtime {
 
   /** SPEC §5 invalidate: drops the project's runtimes, removes its images, and skips the layer cache next. */
   async invalidate(projectId: string): Promise<void> {
+    this.generations.set(projectId, this.generationOf(projectId) + 1);
     this.noCache.add(projectId);
     const envs = [...this.warm.values()].filter((e) => e.projectId === projectId);
     for (const env of envs) this.drop(env, 'invalidated');
@@ -423,10 +445,13 @@ export class OciRuntime implements Runtime {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort();
     if (this.sweeper) clearInterval(this.sweeper);
     const running = [...this.attempts];
     for (const attempt of running) attempt.cancel();
     await Promise.all(running.map((a) => a.outcome));
+    // Preparations in flight end soon (builds were aborted); each stops its own sandbox when it sees closed.
+    await Promise.race([Promise.allSettled([...this.pending.values()]), new Promise((r) => setTimeout(r, 10_000).unref())]);
     const envs = [...this.warm.values()];
     this.warm.clear();
     await Promise.all(envs.map((e) => { e.dropped = true; return this.stopEnv(e); }));
