@@ -121,6 +121,13 @@ describe('the oci sandbox (gVisor)', ociOnly(), () => {
     assert.deepEqual(result.procs.filter((p: string) => p.includes('sleep')), [], JSON.stringify(result.procs));
   });
 
+  it('a daemon that escapes its task\'s session (setsid) does not outlive the task in the warm sandbox', async () => {
+    const { done } = await runTask(srv, acc.member, 'box', { mode: 'escape' });
+    assert.equal(done.status, 'completed');
+    const { result } = await runTask(srv, acc.member, 'box', { mode: 'procs' });
+    assert.deepEqual(result.procs.filter((p: string) => p.includes('sleep 301')), [], JSON.stringify(result.procs));
+  });
+
   it('gives the runner protocol\'s files as sandbox paths and follows progress', async () => {
     const { done, result, task } = await runTask(srv, acc.member, 'box', { mode: 'progress' });
     assert.equal(done.status, 'completed', JSON.stringify(task));

@@ -21,13 +21,15 @@
  * - Each process leads its own session and group, so K reaches its whole tree.
  * - When a leader exits, what is left of its group is SIGKILLed (nobody waits for it, and it would hold the
  *   output pipes), then its pipes are drained to EOF, or for at most DRAIN_MS, before X is written.
- * - As PID 1 it reaps every orphan; only leaders are reported.
+ * - As PID 1 it reaps every orphan; only leaders are reported. When a leader exits it also SIGKILLs every
+ *   process outside the live tracked sessions (daemons that called setsid to escape their group).
  * - On EOF of stdin (the worker went away) every group is SIGKILLed and the helper exits.
  * - The helper is not dumpable, so tasks cannot reach its stdin or stdout through /proc/1/fd.
  * - Limits are per process tree: RLIMIT_AS for memory and RLIMIT_NPROC for processes (gVisor enforces both;
  *   a cgroup limit would kill the whole sandbox instead of the one task).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -216,6 +218,28 @@ static void finish_if_done(struct proc *p, long long now) {
   p->used = 0;
 }
 
+/* Processes that left their task's session (setsid) escape kill(-pgid): once a tracked process has exited,
+ * every process whose session is neither the helper's nor a live tracked one is SIGKILLed. Only as PID 1
+ * (in a sandbox): on the host, other sessions are not ours. */
+static void kill_strays(void) {
+  if (getpid() != 1) return;
+  pid_t own = getsid(0);
+  DIR *d = opendir("/proc");
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    pid_t pid = (pid_t)atoi(e->d_name);
+    if (pid <= 1) continue;
+    pid_t sid = getsid(pid);
+    if (sid < 0 || sid == own) continue;
+    int live = 0;
+    for (int i = 0; i < MAX_PROCS && !live; i++)
+      if (procs[i].used && !procs[i].exited && procs[i].pid == sid) live = 1;
+    if (!live) kill(pid, SIGKILL);
+  }
+  closedir(d);
+}
+
 static void reap(void) {
   for (;;) {
     int status;
@@ -230,6 +254,7 @@ static void reap(void) {
       p->status = status;
       p->exited_at = now_ms();
       kill(-pid, SIGKILL); /* leftovers of its group */
+      kill_strays();
       break;
     }
   }
