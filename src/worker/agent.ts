@@ -163,7 +163,7 @@ export class WorkerAgent {
       // A cancel while the runtime is prepared (a build can take minutes) ends the task at once; the
       // preparation goes on for the revision's other tasks.
       const first = await Promise.race([this.runtimes.prepare(task), entry.stopped]);
-      if (first === 'cancelled') return this.end(this.notRun(task, 'cancelled', null));
+      if (first === 'cancelled') return this.end(this.notRun(task, entry.handBack ? 'handed_back' : 'cancelled', null));
       prepared = first;
     } catch (err) {
       this.end(this.preparationFailed(task, err));
@@ -323,7 +323,9 @@ export class WorkerAgent {
     const idle = this.running.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => this.idle.push(resolve));
     for (const entry of this.running.values()) {
       entry.handBack = true;
-      entry.attempt?.cancel();
+      // Still waiting for its runtime: hand it back now rather than after a build that may take minutes.
+      if (entry.attempt) entry.attempt.cancel();
+      else entry.stop();
     }
     await idle;
     await this.flush();

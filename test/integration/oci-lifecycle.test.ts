@@ -10,7 +10,11 @@ import { call, makeAccount, type TestAccount } from '../helpers/http.js';
 import { submit, tasks, waitJob } from '../helpers/jobs.js';
 import { ociOnly } from '../helpers/oci.js';
 import { details, pushProject, waitDetails } from '../helpers/oci-project.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { ADMIN_TOKEN, spawnServer, startTestServer, type TestServer } from '../helpers/server.js';
+import { testDatabase } from '../helpers/db.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const SERVICE = `import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
@@ -179,5 +183,36 @@ describe('preparations that take too long', ociOnly(), () => {
     const done = await waitJob(srv.url, acc.member, job.id, undefined, 20_000);
     assert.equal(done.status, 'cancelled');
     assert.ok(Date.now() - cancelledAt < 5_000, `cancel took ${Date.now() - cancelledAt} ms`);
+  });
+});
+
+describe('SIGTERM while a runtime is being prepared', ociOnly(), () => {
+  it('hands the waiting task back at once; the next server runs it without spending an attempt', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'computalot-term-'));
+    const db = await testDatabase();
+    const env = {
+      COMPUTALOT_DATA_DIR: dataDir, COMPUTALOT_ADMIN_TOKEN: ADMIN_TOKEN, COMPUTALOT_RUNTIME: 'oci', COMPUTALOT_LOCAL_WORKERS: '1',
+      ...(db.url ? { DATABASE_URL: db.url } : {}),
+    };
+    let server = await spawnServer(env, 'node');
+    try {
+      const acc = await makeAccount(server.url, 'term');
+      await pushProject(server.url, acc.member, 'slow', {
+        manifest: { runtime: { init: { commands: [{ label: 'slow', command: ['sleep', '8'] }] } } },
+        files: { unique: `${Date.now()}-${Math.random()}` },
+      });
+      const job = await submit(server.url, acc.member, { project: 'slow', payload: { mode: 'echo' }, retries: { max_attempts: 1 } });
+      await waitJob(server.url, acc.member, job.id, (j) => /^preparing runtime on node-\d+: init/.test(j.status_reason ?? ''), 60_000);
+      const t0 = Date.now();
+      assert.equal(await server.stop('SIGTERM'), 0);
+      assert.ok(Date.now() - t0 < 8_000, `the server took ${Date.now() - t0} ms to stop`);
+      server = await spawnServer({ ...env }, 'node');
+      const done = await waitJob(server.url, acc.member, job.id, undefined, 120_000);
+      assert.equal(done.status, 'completed', 'handed back, not failed: its one attempt was not spent');
+    } finally {
+      await server.stop();
+      await db.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });
