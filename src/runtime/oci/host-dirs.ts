@@ -4,7 +4,7 @@
  *
  *   <workDir>/oci/bin/helper-<hash>                  the compiled helper (helper-binary.ts)
  *   <workDir>/oci/src/<hex>.<rand>/                   a revision unpacked as build context (removed after the build)
- *   <workDir>/oci/io/<sandbox name>/                  mounted at /computalot/io: specs/, attempts/
+ *   <workDir>/oci/io/<sandbox name>/                  mounted at /computalot/io: attempts/ (payload, result, progress, scratch, checkpoint)
  *   <workDir>/oci/caches/<project id>/<name>/         cache_mounts, per worker and project, across revisions
  *   <workDir>/oci/data/<sha256>                       data_sources fetched by url, by content
  *   <workDir>/oci/images.txt                          the images this worker built (pruned under low disk)

@@ -12,7 +12,6 @@
  * - Progress: podman prints `STEP 3/7: RUN …` per step; each becomes a phase update ("build step 3/7"),
  *   and a failure names the step that failed.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,7 +20,7 @@ import type { NormalizedManifest } from '../../protocol/manifest.js';
 import type { PhaseInfo } from '../port.js';
 import { RuntimeError } from '../port.js';
 import { DEFAULT_PASS_ENV, hostEnv } from '../task-env.js';
-import { podman, podmanStreaming, RUNC_ULIMITS, type EngineOptions } from './podman.js';
+import { podman, podmanStreaming, RUNC_ULIMITS, runCommand, type EngineOptions } from './podman.js';
 
 export function imageRepository(projectId: string): string {
   return `localhost/computalot/${projectId.toLowerCase().replace(/[^a-z0-9_.-]/g, '-')}`;
@@ -104,18 +103,12 @@ export async function buildImage(input: BuildInput): Promise<string> {
 
 /** SIGKILLs and deletes whatever containers are left in a build's runc state folder, then removes it. */
 async function killBuildContainers(engine: EngineOptions, runcRoot: string): Promise<void> {
-  const listed = await run(engine.runc, ['--root', runcRoot, 'list', '-q']);
-  for (const id of listed.split('\n').map((l) => l.trim()).filter(Boolean)) {
-    await run(engine.runc, ['--root', runcRoot, 'kill', '--all', id, 'KILL']);
-    await run(engine.runc, ['--root', runcRoot, 'delete', '--force', id]);
+  const listed = await runCommand(engine.runc, ['--root', runcRoot, 'list', '-q'], { timeoutMs: 30_000 });
+  for (const id of listed.stdout.split('\n').map((l) => l.trim()).filter(Boolean)) {
+    await runCommand(engine.runc, ['--root', runcRoot, 'kill', '--all', id, 'KILL'], { timeoutMs: 30_000 });
+    await runCommand(engine.runc, ['--root', runcRoot, 'delete', '--force', id], { timeoutMs: 30_000 });
   }
   await rm(runcRoot, { recursive: true, force: true });
-}
-
-function run(command: string, args: string[]): Promise<string> {
-  return new Promise((resolve) => {
-    execFile(command, args, { timeout: 30_000 }, (_error, stdout) => resolve(String(stdout ?? '')));
-  });
 }
 
 /** Removes every image of a project (invalidate); containers using one are removed first by the caller. */

@@ -38,8 +38,13 @@ export interface CommandResult {
 
 /** Runs podman to completion; never rejects for a non-zero exit (callers decide what it means). */
 export function podman(engine: EngineOptions, args: string[], opts: { timeoutMs?: number } = {}): Promise<CommandResult> {
+  return runCommand(engine.podman, args, opts);
+}
+
+/** Runs a command (podman, runc) to completion; never rejects, whatever its exit. */
+export function runCommand(command: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<CommandResult> {
   return new Promise((resolve) => {
-    execFile(engine.podman, args, { timeout: opts.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+    execFile(command, args, { timeout: opts.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
       const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : null) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) || (error && code === null ? error.message : '') });
     });
