@@ -1,10 +1,10 @@
 /**
- * Attempt throughput and dispatch latency of the `process` runtime, in-process spawn vs the spawner
- * process (src/runtime/spawner/): N attempts of `true`, C at a time, straight through `ProcessRuntime`
- * (no store, no HTTP), from a process that first fills ~150 MB of heap the way a running server has, since
+ * Attempt throughput and dispatch latency of the `process` runtime: in-process spawn, the Node spawner
+ * process (src/runtime/spawner/) and the C helper (the default, src/runtime/helper-launcher.ts). N attempts
+ * of `true`, C at a time, straight through `ProcessRuntime` (no store, no HTTP), from a process that first fills ~150 MB of heap the way a running server has, since
  * the cost of fork() grows with the parent's memory.
  *
- *   node --import tsx bench/spawn.ts [--n 2000] [--concurrency 8] [--heap-mb 150] [--modes inline,process]
+ *   node --import tsx bench/spawn.ts [--n 2000] [--concurrency 8] [--heap-mb 150] [--modes inline,process,helper]
  *
  * Reports attempts/s and run() → onStart p50/p99 per mode. Standalone on purpose: it touches no server, so
  * it measures the runtime alone and needs no database.
@@ -22,7 +22,7 @@ const { values } = parseArgs({
     n: { type: 'string', default: '2000' },
     concurrency: { type: 'string', default: '8' },
     'heap-mb': { type: 'string', default: '150' },
-    modes: { type: 'string', default: 'inline,process' },
+    modes: { type: 'string', default: 'inline,process,helper' },
   },
 });
 const N = Number(values.n);

@@ -3,7 +3,7 @@
  * (process-attempt.ts: timeouts, cancel, the process group, files) and forking it. Three launchers:
  *
  * - `HelperLauncher` (helper-launcher.ts, the default): the sandbox helper, a static C process, forks
- *   tasks on the host (~2.5× the spawn rate of the Node spawner, measured).
+ *   tasks on the host (1.56× the attempt rate of the Node spawner, bench/spawn.ts).
  * - `SpawnerLauncher` (spawner-client.ts, the fallback without a C compiler): a small resident Node process
  *   forks tasks, so the server's main thread never pays for fork() (~2.5 ms in a ~200 MB server; it capped
  *   throughput at ~200 tasks/s).
