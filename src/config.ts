@@ -12,6 +12,8 @@ export interface Config {
   databaseUrl: string | null;
   localWorkers: number;
   workerSlots: number;
+  /** Most tasks a worker holds leased beyond its slots while tasks are short (worker/agent.ts). */
+  workerPrefetch: number;
   heartbeatMs: number;
   leaseSeconds: number;
   runtime: 'auto' | 'oci' | 'process';
@@ -65,6 +67,7 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl: env.DATABASE_URL || null,
     localWorkers: int(env, 'COMPUTALOT_LOCAL_WORKERS', 1),
     workerSlots: int(env, 'COMPUTALOT_WORKER_SLOTS', availableParallelism(), 1),
+    workerPrefetch: int(env, 'COMPUTALOT_WORKER_PREFETCH', 8 * int(env, 'COMPUTALOT_WORKER_SLOTS', availableParallelism(), 1), 0),
     leaseSeconds: int(env, 'COMPUTALOT_LEASE_S', 30, 1),
     // Three heartbeats per lease (SPEC §8: 30 s leases, 10 s heartbeats), however the lease is set.
     heartbeatMs: int(env, 'COMPUTALOT_HEARTBEAT_MS', Math.min(10_000, Math.floor((int(env, 'COMPUTALOT_LEASE_S', 30, 1) * 1000) / 3)), 100),

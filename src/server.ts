@@ -52,7 +52,7 @@ export async function startServer(config: Config, opts: { logger?: boolean | obj
   const stopSweeper = startJobSweeper(store, { log: app.log });
   if (config.localWorkers > 0) {
     embedded = await startEmbeddedWorkers({
-      count: config.localWorkers, slots: config.workerSlots, store, blobs, dataDir: config.dataDir, log: app.log,
+      count: config.localWorkers, slots: config.workerSlots, prefetch: config.workerPrefetch, store, blobs, dataDir: config.dataDir, log: app.log,
       runtime: runtime.kind === 'oci'
         ? new OciRuntime({
           engine: { podman: config.podman, runsc: config.runsc }, allowRunc: config.allowRunc, warmIdleS: config.warmIdleSeconds,

@@ -25,7 +25,7 @@ const WHY: Record<AttemptReport['outcome'], string> = {
   timed_out: 'the attempt passed timeout_s',
   cancelled: 'cancelled',
   worker_lost: 'worker lost',
-  handed_back: 'handed back by a stopping worker',
+  handed_back: 'handed back by its worker (stopping, or its held task waited too long for a slot)',
 };
 
 export function decideAttempt(

@@ -8,8 +8,8 @@
  *     scratch/         COMPUTALOT_SCRATCH_DIR (empty at start: the protocol promises an empty folder)
  *
  * Invariants:
- * - Folder names are unique per attempt (random suffix), so a retry on the same worker, or a stale folder
- *   left by a crash, never hands a task another attempt's files.
+ * - Folder names are unique per attempt (a random tag per process plus a counter), so a retry on the same
+ *   worker, or a stale folder left by a crash, never hands a task another attempt's files.
  * - Setup of a small payload (< 64 KiB) is synchronous: measured on the dispatch path, the async mkdir
  *   and write waited 1.5–2.7 ms in the thread pool's queue behind other attempts' output files and
  *   cleanups, while the sync calls take ~0.1 ms. Larger payloads are written asynchronously.
@@ -17,12 +17,16 @@
  *   regular file of at most `limit` bytes: a FIFO or /dev/zero there can neither hang nor flood the worker,
  *   and a link to a host file cannot make the worker read it.
  * - Removal never touches the checkpoint folder (it lives elsewhere, owned by the caller) and survives
- *   folders the task made read-only.
+ *   folders the task made read-only. Given the folder's listing taken after the task's processes are gone
+ *   (`listAttemptDir`), it unlinks just those entries (a handful of calls instead of a recursive walk);
+ *   anything else there (a daemon that outlived its group wrote more) sends it back to the recursive walk.
+ *   Only for host processes: inside a sandbox the task owns the folder and could swap it for a symlink.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, fchmodSync, mkdirSync, openSync, readdirSync, rmdirSync, unlinkSync, writeFileSync, type Dirent } from 'node:fs';
 import { chmod, constants, mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { AttemptDirPool } from './attempt-dir-pool.js';
 
 export interface AttemptPaths {
   dir: string;
@@ -32,10 +36,15 @@ export interface AttemptPaths {
   scratch: string;
 }
 
+/** Unique suffixes without a call into the system's random source per attempt. */
+const PROCESS_TAG = randomBytes(4).toString('hex');
+let sequence = 0;
+
 export function attemptPaths(attemptsRoot: string, taskId: string, attempt: number): AttemptPaths {
   // Ids come from our own store, but a path component is no place to trust that.
   const safeId = taskId.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64) || 'task';
-  const dir = join(attemptsRoot, `${safeId}-a${attempt}-${randomBytes(4).toString('hex')}`);
+  sequence += 1;
+  const dir = join(attemptsRoot, `${safeId}-a${attempt}-${PROCESS_TAG}${sequence.toString(36)}`);
   return {
     dir,
     payload: join(dir, 'payload.json'),
@@ -47,20 +56,50 @@ export function attemptPaths(attemptsRoot: string, taskId: string, attempt: numb
 
 const SYNC_PAYLOAD_BYTES = 64 * 1024;
 
-/** Creates the folder, the empty scratch folder, the payload file, and the checkpoint folder if asked. */
-export async function createAttemptFiles(paths: AttemptPaths, payload: unknown, checkpointDir: string | null): Promise<void> {
+/**
+ * Creates the folder, the empty scratch folder, the payload file, and the checkpoint folder if asked;
+ * with a `pool` (process runtime), reuses an emptied folder when one is kept (attempt-dir-pool.ts).
+ */
+export async function createAttemptFiles(paths: AttemptPaths, payload: unknown, checkpointDir: string | null, pool: AttemptDirPool | null = null): Promise<void> {
   const json = JSON.stringify(payload === undefined ? {} : payload);
   const checkpoint = checkpointDir === null ? undefined : mkdir(checkpointDir, { recursive: true });
   // Settle it before anything can throw, so a rejected mkdir is never left unhandled.
   checkpoint?.catch(() => {});
+  if (json.length < SYNC_PAYLOAD_BYTES && pool?.take(paths.dir)) {
+    if (rewriteKept(paths, json)) return void (await checkpoint);
+    await rm(paths.dir, { recursive: true, force: true });
+  }
   if (json.length < SYNC_PAYLOAD_BYTES) {
-    mkdirSync(paths.scratch, { recursive: true, mode: 0o700 });
+    // Two plain mkdirs: a recursive one first fails on the missing parent, then climbs.
+    try {
+      mkdirSync(paths.dir, { mode: 0o700 });
+    } catch {
+      mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
+    }
+    mkdirSync(paths.scratch, { mode: 0o700 });
     writeFileSync(paths.payload, json, { mode: 0o600 });
     await checkpoint;
     return;
   }
   await mkdir(paths.scratch, { recursive: true, mode: 0o700 });
   await Promise.all([writeFile(paths.payload, json, { mode: 0o600 }), checkpoint]);
+}
+
+/** Readies a kept folder: modes back to the protocol's (its last task may have changed them), new payload. */
+function rewriteKept(paths: AttemptPaths, json: string): boolean {
+  let fd: number | null = null;
+  try {
+    chmodSync(paths.dir, 0o700);
+    chmodSync(paths.scratch, 0o700);
+    fd = openSync(paths.payload, constants.O_WRONLY | constants.O_TRUNC | constants.O_NOFOLLOW);
+    fchmodSync(fd, 0o600);
+    writeFileSync(fd, json);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    if (fd !== null) closeSync(fd);
+  }
 }
 
 export interface ResultFile {
@@ -102,8 +141,36 @@ export async function readResultFile(path: string, limit: number): Promise<Resul
   }
 }
 
-/** Best effort: an attempt folder the worker cannot remove must not fail the attempt. */
-export async function removeAttemptFiles(dir: string): Promise<boolean> {
+/** The attempt folder's entries (one call), or null when it cannot be read. */
+export function listAttemptDir(dir: string): Dirent[] | null {
+  try {
+    return readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return null;
+  }
+}
+
+/** Removes exactly the listed entries and the folder; false (leaving the rest) when anything else is there. */
+function removeListed(dir: string, listing: Dirent[]): boolean {
+  try {
+    for (const entry of listing) {
+      if (entry.isDirectory()) rmdirSync(join(dir, entry.name)); // only if empty, as scratch/ usually is
+      else unlinkSync(join(dir, entry.name));
+    }
+    rmdirSync(dir);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Best effort: an attempt folder the worker cannot remove must not fail the attempt. `listing`: see the
+ * invariants above (host processes only).
+ */
+export async function removeAttemptFiles(dir: string, listing: Dirent[] | null = null, pool: AttemptDirPool | null = null): Promise<boolean> {
+  if (listing && pool?.give(dir, listing)) return true;
+  if (listing && removeListed(dir, listing)) return true;
   try {
     await rm(dir, { recursive: true, force: true, maxRetries: 2 });
     return true;

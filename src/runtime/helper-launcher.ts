@@ -15,7 +15,6 @@
  * - Without a C compiler the helper cannot be built: the launcher falls back to the Node spawner process
  *   for good, and says why once through `onFallback`.
  */
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:os';
 import type { LaunchedTask, Launcher, LaunchExit, LaunchSpec, LaunchStart, OutputSink } from './launcher.js';
 import { helperBinary } from './oci/helper-binary.js';
@@ -29,6 +28,8 @@ export class HelperLauncher implements Launcher {
   private channel: Promise<HelperChannel> | null = null;
   private current: HelperChannel | null = null;
   private fallback: SpawnerLauncher | null = null;
+  /** Task ids on the channel: unique per helper process, which is all the protocol needs. */
+  private sequence = 0;
 
   /** `binDir`: a work dir the compiled helper may live under (`<binDir>/oci/bin/`). */
   constructor(private readonly binDir: string, private readonly onFallback: (why: string) => void = () => undefined) {}
@@ -62,7 +63,8 @@ export class HelperLauncher implements Launcher {
         setDrained();
         return;
       }
-      channel.run(`t${randomBytes(6).toString('hex')}`, encodeSpec(spec), {
+      this.sequence += 1;
+      channel.run(`t${this.sequence.toString(36)}`, encodeSpec(spec), {
         onStart: (pid) => setStarted({ pid }),
         onError: (errno) => {
           const name = errnoName(errno);

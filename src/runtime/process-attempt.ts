@@ -23,7 +23,10 @@
  * - No extra processes between `run()` and the launch: the attempt files, then the launch request.
  */
 import { stat } from 'node:fs/promises';
-import { attemptPaths, createAttemptFiles, readResultFile, removeAttemptFiles } from './attempt-files.js';
+import { basename, dirname } from 'node:path';
+import type { Dirent } from 'node:fs';
+import { attemptPaths, createAttemptFiles, listAttemptDir, readResultFile, removeAttemptFiles } from './attempt-files.js';
+import type { AttemptDirPool } from './attempt-dir-pool.js';
 import type { LaunchedTask, Launcher } from './launcher.js';
 import { TailBuffer } from './output-capture.js';
 import type { AttemptErrorCode, AttemptInput, AttemptOutcome, RunningAttempt } from './port.js';
@@ -39,6 +42,8 @@ export interface AttemptOptions {
   progressPollMs: number;
   hostEnv: Readonly<Record<string, string>>;
   launcher: Launcher;
+  /** The kept attempt folders for an attempts folder (attempt-dir-pool.ts), if reused. */
+  pool?: (attemptsDir: string) => AttemptDirPool;
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -78,6 +83,8 @@ export class ProcessAttempt implements RunningAttempt {
   private exited = false;
   private killDeadline = Infinity;
   private killTimer: NodeJS.Timeout | null = null;
+  /** The attempt folder's entries once the task's group is gone (what is left to read and remove). */
+  private listing: Dirent[] | null = null;
 
   constructor(
     private readonly input: AttemptInput,
@@ -115,8 +122,9 @@ export class ProcessAttempt implements RunningAttempt {
     if (invalid) return invalid;
     if (this.reason) return cancelledBeforeStart();
     const paths = attemptPaths(revision.attemptsDir, input.ids.taskId, input.ids.attempt);
+    const pool = this.options.pool?.(revision.attemptsDir) ?? null;
     try {
-      await createAttemptFiles(paths, input.payload, input.checkpointDir);
+      await createAttemptFiles(paths, input.payload, input.checkpointDir, pool);
     } catch (error) {
       await removeAttemptFiles(paths.dir);
       return failed('attempt_setup_failed', `Could not write the attempt's files under ${paths.dir}: ${(error as Error).message}`);
@@ -131,7 +139,7 @@ export class ProcessAttempt implements RunningAttempt {
       this.group?.signal('SIGKILL');
       throw error;
     } finally {
-      await removeAttemptFiles(paths.dir);
+      await removeAttemptFiles(paths.dir, this.listing, pool);
     }
   }
 
@@ -182,8 +190,11 @@ export class ProcessAttempt implements RunningAttempt {
     await Promise.race([task.drained, new Promise<void>((resolve) => (drainTimer = setTimeout(resolve, options.drainMs)))]);
     clearTimeout(drainTimer);
     task.release();
-    await progress.finish();
-    const result = await readResultFile(resultPath, RESULT_LIMIT_BYTES);
+    // One listing says which protocol files the task wrote (a `true` wrote none), and what to remove.
+    this.listing = listAttemptDir(dirname(resultPath));
+    const wrote = (name: string) => this.listing === null || this.listing.some((e) => e.name === name);
+    await progress.finish(wrote(basename(progressPath)));
+    const result = wrote(basename(resultPath)) ? await readResultFile(resultPath, RESULT_LIMIT_BYTES) : { text: null, bytes: 0 };
     return {
       exitCode: code, signal, timedOut: this.reason === 'timeout', cancelled: this.reason === 'cancel',
       resultFileText: result.text, resultFileBytes: result.bytes, stdoutTail: tail.text(), durationMs,

@@ -38,6 +38,10 @@ import {
 import { RevisionCache, revisionFolderName, type Unpacker } from './revision-cache.js';
 import { SpawnerLauncher } from './spawner-client.js';
 import { HelperLauncher } from './helper-launcher.js';
+import { AttemptDirPool } from './attempt-dir-pool.js';
+
+/** Emptied attempt folders kept per attempts folder: enough for the slots of a few workers. */
+const KEPT_ATTEMPT_DIRS = 64;
 import { DEFAULT_PASS_ENV, hostEnv } from './task-env.js';
 
 export interface ProcessRuntimeOptions {
@@ -93,6 +97,8 @@ export class ProcessRuntime implements Runtime {
   /** The launcher all attempts share (tests reach the spawner's pid through it). */
   readonly launcher: Launcher;
   private closed = false;
+  /** Emptied attempt folders per attempts folder (attempt-dir-pool.ts). */
+  private readonly pools = new Map<string, AttemptDirPool>();
 
   constructor(options: ProcessRuntimeOptions = {}) {
     this.revisions = new RevisionCache(options.unpack);
@@ -105,6 +111,11 @@ export class ProcessRuntime implements Runtime {
       progressPollMs: options.progressPollMs ?? 100,
       hostEnv: hostEnv(options.passEnv ?? DEFAULT_PASS_ENV, options.hostEnv ?? process.env),
       launcher: this.launcher,
+      pool: (root) => {
+        let pool = this.pools.get(root);
+        if (!pool) this.pools.set(root, pool = new AttemptDirPool(root, KEPT_ATTEMPT_DIRS));
+        return pool;
+      },
     };
   }
 

@@ -13,7 +13,8 @@
  * - Bounded: a line longer than MAX_LINE bytes is dropped whole, and a tick reads at most MAX_TICK bytes,
  *   so /dev/zero or a runaway writer cannot stall the worker. The file is opened non-blocking (a FIFO there
  *   cannot hang a thread-pool thread); any read error stops following quietly.
- * - `finish()` reads what is left, including a last line without its newline, then closes the file.
+ * - `finish()` reads what is left, including a last line without its newline, then closes the file;
+ *   `finish(false)` (the caller listed the folder: no file) skips the read.
  */
 import { constants, open, type FileHandle } from 'node:fs/promises';
 import type { Progress } from './port.js';
@@ -57,9 +58,9 @@ export class ProgressFollower {
     this.timer.unref();
   }
 
-  async finish(): Promise<void> {
+  async finish(exists = true): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    await this.tick();
+    if (exists || this.handle) await this.tick();
     if (!this.dropping && this.carry.length > 0) this.emit(this.carry.toString('utf8'));
     this.stopped = true;
     await this.handle?.close().catch(() => {});

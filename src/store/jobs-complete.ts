@@ -4,12 +4,14 @@
  * changes nothing and two enders can never both end one task. A terminal task decrements its job's
  * `tasks_open`; the ending that brings it to zero finishes the job (or, for map_reduce, starts the reduce).
  */
-import { decideAttempt } from '../core/attempt-decision.js';
+import { sql } from 'kysely';
+import { decideAttempt, type AttemptDecision } from '../core/attempt-decision.js';
 import { nowIso } from '../core/clock.js';
 import { allowedFrom, TASK_TRANSITIONS } from '../core/states.js';
 import type { AttemptReport } from '../core/model.js';
 import { finishJobIfDone } from './jobs-finish.js';
 import type { TxContext } from './tx.js';
+import { uniqueRuns, valuesTable, type SqlType } from './values-table.js';
 
 export type EndResult = { task_id: string; ok: true; status: string } | { task_id: string; ok: false; code: 'lease_mismatch' };
 
@@ -17,55 +19,47 @@ export type EndResult = { task_id: string; ok: true; status: string } | { task_i
 const LIVE = allowedFrom(TASK_TRANSITIONS, 'completed');
 
 export async function endAttemptsInTx(t: TxContext, reports: AttemptReport[]): Promise<EndResult[]> {
-  const results: EndResult[] = [];
-  const jobs = new Map<string, { max_attempts: number; backoff_s: number }>();
-  // Terminal endings per job, applied once per job after the batch: one job-row update, not one per task.
-  const ended = new Map<string, number>();
+  const results = new Map<AttemptReport, EndResult>();
+  for (const run of uniqueRuns(reports, (r) => r.task_id)) await endRun(t, run, results);
+  return reports.map((r) => results.get(r)!);
+}
+
+/** Ends a batch with no task twice: one read, one guarded UPDATE for the tasks, one for their attempts. */
+async function endRun(t: TxContext, reports: AttemptReport[], results: Map<AttemptReport, EndResult>): Promise<void> {
   const now = Date.now();
-  // One read for the whole batch (a round trip per task costs on PostgreSQL); the guarded UPDATE below
-  // still decides, so a row that changed since this read changes nothing.
-  const rows = reports.length === 0 ? [] : await t.tx.selectFrom('tasks')
+  // One read for the whole batch; the guarded UPDATE below still decides, so a row that changed since
+  // this read changes nothing.
+  const rows = await t.tx.selectFrom('tasks')
     .select(['id', 'job_id', 'project_id', 'account_id', 'idx', 'status', 'attempt', 'lease_token', 'cancel_requested', 'node'])
     .where('id', 'in', reports.map((r) => r.task_id)).execute();
   const byId = new Map(rows.map((r) => [r.id, r]));
-  for (const report of reports) {
+  const live = reports.filter((report) => {
     const task = byId.get(report.task_id);
-    if (!task || !(LIVE as string[]).includes(task.status) || task.lease_token !== report.lease_token || task.attempt !== report.attempt) {
-      results.push({ task_id: report.task_id, ok: false, code: 'lease_mismatch' });
-      continue;
-    }
-    let job = jobs.get(task.job_id);
-    if (!job) {
-      job = await t.tx.selectFrom('jobs').select(['max_attempts', 'backoff_s']).where('id', '=', task.job_id).executeTakeFirstOrThrow();
-      jobs.set(task.job_id, job);
-    }
-    const d = decideAttempt({ attempt: task.attempt, cancel_requested: task.cancel_requested === 1 }, job, report.outcome, now, report.error?.code ?? null);
-    const finished = d.terminal ? report.finished_at : null;
-    // A lost worker reported nothing: keep the output tail its heartbeats left.
-    const fromWorker = report.outcome === 'worker_lost' ? {} : {
-      output: report.output, output_tail: report.output_tail,
-      result: report.result === undefined ? null : JSON.stringify(report.result), result_quality: report.result_quality,
-      result_warnings: JSON.stringify(report.result_warnings), duration_ms: report.duration_ms,
-      cold_start: report.cold_start ? JSON.stringify(report.cold_start) : null,
-    };
-    const updated = await t.tx.updateTable('tasks').set({
-      status: d.status, status_reason: d.reason, attempt: d.attempt, available_at: d.availableAt ?? nowIso(now),
-      worker_id: null, lease_token: null, lease_expires_at: null, exit_code: report.exit_code,
-      error: report.error ? JSON.stringify(report.error) : null, finished_at: finished, ...fromWorker,
-    }).where('id', '=', task.id).where('lease_token', '=', report.lease_token).where('status', 'in', LIVE)
-      .executeTakeFirst();
-    if (Number(updated.numUpdatedRows) === 0) {
-      results.push({ task_id: report.task_id, ok: false, code: 'lease_mismatch' });
-      continue;
-    }
-    if (report.outcome === 'handed_back' && d.status === 'queued') {
-      await t.tx.deleteFrom('attempts').where('task_id', '=', task.id).where('attempt', '=', report.attempt).execute();
-    } else {
-      await t.tx.updateTable('attempts').set({
-        status: report.outcome, exit_code: report.exit_code, error: report.error ? JSON.stringify(report.error) : null,
-        started_at: report.started_at, finished_at: report.finished_at,
-      }).where('task_id', '=', task.id).where('attempt', '=', report.attempt).execute();
-    }
+    const ok = task && (LIVE as string[]).includes(task.status) && task.lease_token === report.lease_token && task.attempt === report.attempt;
+    if (!ok) results.set(report, { task_id: report.task_id, ok: false, code: 'lease_mismatch' });
+    return ok;
+  });
+  if (live.length === 0) return;
+  const jobIds = [...new Set(live.map((r) => byId.get(r.task_id)!.job_id))];
+  const jobs = new Map((await t.tx.selectFrom('jobs').select(['id', 'max_attempts', 'backoff_s']).where('id', 'in', jobIds).execute())
+    .map((j) => [j.id, j]));
+  const decided = live.map((report) => {
+    const task = byId.get(report.task_id)!;
+    const d = decideAttempt({ attempt: task.attempt, cancel_requested: task.cancel_requested === 1 }, jobs.get(task.job_id)!, report.outcome, now, report.error?.code ?? null);
+    return { report, task, d };
+  });
+  // A lost worker reported nothing: its tasks keep the output tail its heartbeats left.
+  const updated = new Set<string>();
+  for (const lost of [false, true]) {
+    const group = decided.filter((x) => (x.report.outcome === 'worker_lost') === lost);
+    if (group.length > 0) for (const id of await updateEndedTasks(t, group, lost, now)) updated.add(id);
+  }
+  const ended = decided.filter((x) => updated.has(x.task.id));
+  for (const x of decided) if (!updated.has(x.task.id)) results.set(x.report, { task_id: x.report.task_id, ok: false, code: 'lease_mismatch' });
+  await recordAttempts(t, ended);
+  // Terminal endings per job, applied once per job after the batch: one job-row update, not one per task.
+  const perJob = new Map<string, number>();
+  for (const { report, task, d } of ended) {
     t.emit({
       type: 'task.status', accountId: task.account_id, projectId: task.project_id, jobId: task.job_id,
       data: {
@@ -73,12 +67,61 @@ export async function endAttemptsInTx(t: TxContext, reports: AttemptReport[]): P
         attempt: report.attempt, exit_code: report.exit_code, error: report.error,
       },
     });
-    if (d.terminal) ended.set(task.job_id, (ended.get(task.job_id) ?? 0) + 1);
+    if (d.terminal) perJob.set(task.job_id, (perJob.get(task.job_id) ?? 0) + 1);
     else t.addWork();
-    results.push({ task_id: report.task_id, ok: true, status: d.status });
+    results.set(report, { task_id: report.task_id, ok: true, status: d.status });
   }
-  for (const [jobId, n] of ended) await finishJobIfDone(t, jobId, n);
-  return results;
+  for (const [jobId, n] of perJob) await finishJobIfDone(t, jobId, n);
+}
+
+type Decided = { report: AttemptReport; task: { id: string }; d: AttemptDecision };
+
+/** The guarded UPDATE of a batch of ended tasks; answers the ids it changed (the others' leases were stale). */
+async function updateEndedTasks(t: TxContext, group: Decided[], lost: boolean, now: number): Promise<string[]> {
+  const common = (x: Decided) => [
+    x.task.id, x.report.lease_token, x.d.status, x.d.reason, x.d.attempt, x.d.availableAt ?? nowIso(now),
+    x.report.exit_code, x.report.error ? JSON.stringify(x.report.error) : null, x.d.terminal ? x.report.finished_at : null,
+  ];
+  const types: SqlType[] = ['text', 'text', 'text', 'text', 'integer', 'text', 'integer', 'text', 'text'];
+  const fromWorker = (x: Decided) => [
+    x.report.output, x.report.output_tail, x.report.result === undefined ? null : JSON.stringify(x.report.result),
+    x.report.result_quality, JSON.stringify(x.report.result_warnings), x.report.duration_ms,
+    x.report.cold_start ? JSON.stringify(x.report.cold_start) : null,
+  ];
+  const values = lost
+    ? valuesTable('v', types, group.map(common))
+    : valuesTable('v', [...types, 'text', 'text', 'text', 'real', 'text', 'integer', 'text'], group.map((x) => [...common(x), ...fromWorker(x)]));
+  const workerColumns = lost ? sql`` : sql`, output = v.column10, output_tail = v.column11, result = v.column12,
+    result_quality = v.column13, result_warnings = v.column14, duration_ms = v.column15, cold_start = v.column16`;
+  const { rows } = await sql<{ id: string }>`
+    update tasks set status = v.column3, status_reason = v.column4, attempt = v.column5, available_at = v.column6,
+      worker_id = null, lease_token = null, lease_expires_at = null, exit_code = v.column7, error = v.column8,
+      finished_at = v.column9${workerColumns}
+    from ${values}
+    where tasks.id = v.column1 and tasks.lease_token = v.column2 and tasks.status in (${sql.join(LIVE)})
+    returning id`.execute(t.tx);
+  return rows.map((r) => r.id);
+}
+
+/** The attempts' history rows: a handed-back attempt that did not count is deleted, the others get their end. */
+async function recordAttempts(t: TxContext, ended: Decided[]): Promise<void> {
+  const kept: Decided[] = [];
+  for (const x of ended) {
+    if (x.report.outcome === 'handed_back' && x.d.status === 'queued') {
+      await t.tx.deleteFrom('attempts').where('task_id', '=', x.task.id).where('attempt', '=', x.report.attempt).execute();
+    } else {
+      kept.push(x);
+    }
+  }
+  if (kept.length === 0) return;
+  const values = valuesTable('v', ['text', 'integer', 'text', 'integer', 'text', 'text', 'text'], kept.map(({ task, report }) => [
+    task.id, report.attempt, report.outcome, report.exit_code, report.error ? JSON.stringify(report.error) : null,
+    report.started_at, report.finished_at,
+  ]));
+  await sql`
+    update attempts set status = v.column3, exit_code = v.column4, error = v.column5, started_at = v.column6, finished_at = v.column7
+    from ${values}
+    where attempts.task_id = v.column1 and attempts.attempt = v.column2`.execute(t.tx);
 }
 
 /** Leases past their expiry: the worker is gone; its attempts end as `worker_lost` (and count). */

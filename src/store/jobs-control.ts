@@ -3,10 +3,12 @@
  * running ones are told through the heartbeat answer and end as cancelled), queue timeouts, and the live
  * feedback and lease renewals that heartbeats carry.
  */
+import { sql } from 'kysely';
 import { addSeconds, nowIso } from '../core/clock.js';
 import { allowedFrom, TASK_TRANSITIONS } from '../core/states.js';
 import { finishJobIfDone } from './jobs-finish.js';
 import type { TxContext } from './tx.js';
+import { uniqueRuns, valuesTable } from './values-table.js';
 
 const LIVE = ['preparing', 'running'];
 
@@ -68,17 +70,24 @@ export interface LiveUpdate { task_id: string; lease_token: string; output_tail?
 
 /** Output tails and progress while tasks run: `live_feedback` and the task.output / task.progress events. */
 export async function liveUpdateInTx(t: TxContext, updates: LiveUpdate[]): Promise<void> {
-  for (const u of updates) {
-    const set: Record<string, string> = {};
-    if (u.output_tail !== undefined) set.output_tail = u.output_tail;
-    if (u.progress !== undefined) set.latest_progress = JSON.stringify(u.progress);
-    if (Object.keys(set).length === 0) continue;
-    const rows = await t.tx.updateTable('tasks').set(set).where('id', '=', u.task_id).where('lease_token', '=', u.lease_token)
-      .where('status', 'in', LIVE).returning(['job_id', 'idx', 'account_id', 'project_id']).execute();
-    const row = rows[0];
-    if (!row) continue;
-    const base = { accountId: row.account_id, projectId: row.project_id, jobId: row.job_id };
-    if (u.progress !== undefined) t.emit({ ...base, type: 'task.progress', data: { job_id: row.job_id, task_id: u.task_id, index: row.idx, ...u.progress } });
-    if (u.output_tail !== undefined) t.emit({ ...base, type: 'task.output', data: { job_id: row.job_id, task_id: u.task_id, index: row.idx, output_tail: u.output_tail } });
+  const changed = updates.filter((u) => u.output_tail !== undefined || u.progress !== undefined);
+  for (const run of uniqueRuns(changed, (u) => u.task_id)) {
+    // null leaves a column as it is: an update may carry the tail, the progress, or both.
+    const values = valuesTable('v', ['text', 'text', 'text', 'text'], run.map((u) => [
+      u.task_id, u.lease_token, u.output_tail ?? null, u.progress === undefined ? null : JSON.stringify(u.progress),
+    ]));
+    const { rows } = await sql<{ id: string; job_id: string; idx: number; account_id: string; project_id: string }>`
+      update tasks set output_tail = coalesce(v.column3, tasks.output_tail), latest_progress = coalesce(v.column4, tasks.latest_progress)
+      from ${values}
+      where tasks.id = v.column1 and tasks.lease_token = v.column2 and tasks.status in (${sql.join(LIVE)})
+      returning id, job_id, idx, account_id, project_id`.execute(t.tx);
+    const byId = new Map(rows.map((row) => [row.id, row]));
+    for (const u of run) {
+      const row = byId.get(u.task_id);
+      if (!row) continue;
+      const base = { accountId: row.account_id, projectId: row.project_id, jobId: row.job_id };
+      if (u.progress !== undefined) t.emit({ ...base, type: 'task.progress', data: { job_id: row.job_id, task_id: u.task_id, index: row.idx, ...u.progress } });
+      if (u.output_tail !== undefined) t.emit({ ...base, type: 'task.output', data: { job_id: row.job_id, task_id: u.task_id, index: row.idx, output_tail: u.output_tail } });
+    }
   }
 }

@@ -5,7 +5,8 @@
  *        ▲                                          └▶ run ─▶ outcome ─▶ report (batched) ─▶ slot free ─┐
  *        └──────────────────────────────────────────────────────────────────────────────────────────────┘
  *
- * Invariants: never more attempts than slots; every report carries the lease token; started / live /
+ * Invariants: never more attempts than slots (slot-gate.ts), though while tasks are short the agent holds up
+ * to `prefetch` more leased, so a freed slot starts the next task without waiting for the store; every report carries the lease token; started / live /
  * ended reports are batched into one store transaction per flush, so throughput is not one transaction
  * per event, and a flush with ended attempts leases the slots they freed in that same transaction; a heartbeat every 10 s renews all leases and brings cancellations; on stop, running attempts
  * are stopped and handed back without spending an attempt.
@@ -20,6 +21,14 @@ import { attemptReport, withoutNul } from './attempt-report.js';
 import type { WorkerClient } from './client.js';
 import { OutputSink } from './output-sink.js';
 import { RuntimeCache } from './runtime-cache.js';
+import { SlotGate } from './slot-gate.js';
+
+/** Prefetch only while attempts take less than this on average: for them a store round trip is a slot's idle time. */
+const SHORT_TASK_MS = 250;
+/** An attempt running longer than this means tasks are not short (any more): no prefetch. */
+const LONG_RUN_MS = 1_000;
+/** A prefetched task still waiting for a slot this long while tasks are not short goes back to the queue. */
+const MAX_SLOT_WAIT_MS = 1_000;
 
 export interface AgentOptions {
   slots: number;
@@ -30,6 +39,8 @@ export interface AgentOptions {
   heartbeatMs?: number;
   pollMs?: number;
   liveMs?: number;
+  /** At most this many tasks leased beyond the slots while tasks are short (default 8 × slots; 0: never). */
+  prefetch?: number;
   log?: { warn(obj: unknown, msg?: string): void };
 }
 
@@ -38,7 +49,11 @@ interface Running {
   progress?: { progress: number; message?: string };
   /** Settles when the task is cancelled (or its lease lost) before its attempt exists: it then never runs. */
   stopped: Promise<'cancelled'>; stop(): void;
+  /** performance.now() when it began waiting for a slot / when it took one (null: not now). */
+  waitingSince: number | null; runningSince: number | null;
 }
+
+const promisedBy = (request: LeaseRequest) => request.slots + (request.prefetch ?? 0);
 
 export class WorkerAgent {
   worker: Worker | null = null;
@@ -55,9 +70,15 @@ export class WorkerAgent {
   private timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => void) | null = null;
   private idle: Array<() => void> = [];
+  private readonly gate: SlotGate;
+  /** Moving average of recent attempts' durations (ms), null before the first one. */
+  private recentMs: number | null = null;
+  /** Moving average of report-and-lease round trips (ms). */
+  private flushMs = 0;
 
   constructor(private readonly client: WorkerClient, private readonly runtime: Runtime, private readonly opts: AgentOptions) {
     this.runtimes = new RuntimeCache(client, runtime, opts.workDir);
+    this.gate = new SlotGate(opts.slots);
   }
 
   async start(): Promise<Worker> {
@@ -77,23 +98,22 @@ export class WorkerAgent {
     return this.worker;
   }
 
-  /** Leases as many tasks as there are free slots; overlapping calls coalesce into one more round. */
+  /** Leases as many tasks as there is room for; overlapping calls coalesce into one more round. */
   pump(): void {
     if (this.stopping || !this.worker) return;
     if (this.leasing) {
       this.leaseAgain = true;
       return;
     }
-    const free = this.free();
-    if (free <= 0) return;
+    const request = this.promiseRoom();
+    if (!request) return;
     this.leasing = true;
-    this.promised += free;
-    this.client.lease({ workerId: this.worker.id, node: this.worker.node, profile: this.opts.profile, slots: free })
+    this.client.lease(request)
       .then((tasks) => {
-        this.promised -= free;
+        this.promised -= promisedBy(request);
         for (const task of tasks) this.begin(task);
       }, (err) => {
-        this.promised -= free;
+        this.promised -= promisedBy(request);
         this.opts.log?.warn({ err }, 'lease failed; will retry');
       })
       .finally(() => {
@@ -105,17 +125,43 @@ export class WorkerAgent {
       });
   }
 
+  /** Slots neither held nor promised: what a new job's direct dispatch may take (no prefetch there, so a
+   * job's first tasks spread over idle workers). */
   private free(): number {
     return this.opts.slots - this.running.size - this.promised;
   }
 
-  /** Promises every free slot to one lease request (released by whoever makes the lease), or null. */
-  private promiseFreeSlots(): LeaseRequest | null {
+
+  /**
+   * Short tasks (recent average under SHORT_TASK_MS, none running past LONG_RUN_MS): holding some leased
+   * ahead hides the store's round trip: enough for the slots to stay busy through two report-and-lease
+   * round trips (the one in flight and the next), at least as many as slots, at most `prefetch`. Long
+   * ones: none, so tasks wait in the queue where any worker can take them, not behind this worker's slots.
+   */
+  private prefetchDepth(): number {
+    const cap = this.opts.prefetch ?? this.opts.slots * 8;
+    if (cap <= 0 || this.recentMs === null || this.recentMs > SHORT_TASK_MS) return 0;
+    const now = performance.now();
+    for (const entry of this.running.values()) {
+      if (entry.runningSince !== null && now - entry.runningSince > LONG_RUN_MS) return 0;
+    }
+    const need = Math.ceil((2 * this.opts.slots * this.flushMs) / Math.max(this.recentMs, 0.1));
+    return Math.min(cap, Math.max(this.opts.slots, need));
+  }
+
+  /**
+   * Promises the room for more tasks to one lease request (released by whoever makes the lease), or null:
+   * the free slots, plus the prefetch while tasks are short.
+   */
+  private promiseRoom(): LeaseRequest | null {
     if (this.stopping || !this.worker) return null;
-    const slots = this.free();
-    if (slots <= 0) return null;
-    this.promised += slots;
-    return { workerId: this.worker.id, node: this.worker.node, profile: this.opts.profile, slots };
+    const free = this.free();
+    const room = free + this.prefetchDepth();
+    if (room <= 0) return null;
+    const slots = Math.max(0, free);
+    const request = { workerId: this.worker.id, node: this.worker.node, profile: this.opts.profile, slots, prefetch: room - slots };
+    this.promised += room;
+    return request;
   }
 
   /**
@@ -145,7 +191,7 @@ export class WorkerAgent {
   private begin(task: LeasedTask): void {
     let stop!: () => void;
     const stopped = new Promise<'cancelled'>((resolve) => { stop = () => resolve('cancelled'); });
-    const entry: Running = { task, attempt: null, sink: null, handBack: false, liveDirty: false, stopped, stop };
+    const entry: Running = { task, attempt: null, sink: null, handBack: false, liveDirty: false, stopped, stop, waitingSince: null, runningSince: null };
     this.running.set(task.task_id, entry);
     void this.execute(entry).catch((err) => this.opts.log?.warn({ err }, 'attempt bookkeeping failed')).finally(() => {
       this.running.delete(task.task_id);
@@ -157,7 +203,6 @@ export class WorkerAgent {
 
   private async execute(entry: Running): Promise<void> {
     const { task } = entry;
-    const worker = this.worker!;
     let prepared: Prepared;
     try {
       // A cancel while the runtime is prepared (a build can take minutes) ends the task at once; the
@@ -169,6 +214,32 @@ export class WorkerAgent {
       this.end(this.preparationFailed(task, err));
       return;
     }
+    if (entry.handBack) return this.end(this.notRun(task, 'handed_back', null));
+    entry.waitingSince = performance.now();
+    const slot = await this.gate.take(entry.stopped);
+    entry.waitingSince = null;
+    if (!slot) return this.end(this.notRun(task, entry.handBack ? 'handed_back' : 'cancelled', null));
+    entry.runningSince = performance.now();
+    try {
+      await this.attempt(entry, prepared);
+    } finally {
+      this.freeSlot(entry);
+    }
+  }
+
+  /** Gives the entry's slot to the next waiting task (once), and counts the attempt's duration. */
+  private freeSlot(entry: Running): void {
+    if (entry.runningSince === null) return;
+    const ms = performance.now() - entry.runningSince;
+    entry.runningSince = null;
+    this.recentMs = this.recentMs === null ? ms : this.recentMs * 0.8 + ms * 0.2;
+    this.gate.release();
+  }
+
+  /** Runs the attempt in the slot it holds, and reports its end. */
+  private async attempt(entry: Running, prepared: Prepared): Promise<void> {
+    const { task } = entry;
+    const worker = this.worker!;
     if (entry.handBack) return this.end(this.notRun(task, 'handed_back', null));
     const checkpointDir = task.checkpoint ? await this.client.checkpointDir(task.task_id) : null;
     const sink = OutputSink.open(join(this.opts.workDir, 'outputs', `${task.task_id}.${task.attempt}.log`));
@@ -188,6 +259,7 @@ export class WorkerAgent {
     });
     entry.attempt = attempt;
     const outcome = await attempt.outcome;
+    this.freeSlot(entry); // the next task may start while this one's output and report are handled
     // Progress read at exit (after the last live report) goes out with the end, in the same batch, first.
     this.queueLive(entry);
     await sink.close();
@@ -232,7 +304,16 @@ export class WorkerAgent {
   }
 
   private collectLive(): void {
-    for (const entry of this.running.values()) this.queueLive(entry);
+    const now = performance.now();
+    const prefetching = this.prefetchDepth() > 0;
+    for (const entry of this.running.values()) {
+      this.queueLive(entry);
+      // Tasks turned long while this one waited for a slot: back to the queue, where an idle worker can take it.
+      if (!prefetching && entry.waitingSince !== null && now - entry.waitingSince > MAX_SLOT_WAIT_MS) {
+        entry.handBack = true;
+        entry.stop();
+      }
+    }
     if (this.pending.live.length > 0) this.flush();
   }
 
@@ -253,10 +334,12 @@ export class WorkerAgent {
     if (batch.started.length + batch.live.length + batch.ended.length === 0) return Promise.resolve();
     this.pending = { started: [], live: [], ended: [] };
     // Attempts ended: the slots they freed are leased again in the report's own transaction.
-    const lease = batch.ended.length > 0 ? this.promiseFreeSlots() : null;
+    const lease = batch.ended.length > 0 ? this.promiseRoom() : null;
+    const sentAt = performance.now();
     const sent = lease
       ? this.client.reportAndLease(batch, lease).then(({ leased }) => {
-        this.promised -= lease.slots;
+        this.flushMs = this.flushMs * 0.8 + (performance.now() - sentAt) * 0.2;
+        this.promised -= promisedBy(lease);
         if (this.stopping) {
           for (const task of leased) this.end(this.notRun(task, 'handed_back', null));
           return;
@@ -266,7 +349,7 @@ export class WorkerAgent {
       : this.client.report(batch).then(() => undefined);
     this.flushing = sent
       .then(() => undefined, (err) => {
-        if (lease) this.promised -= lease.slots;
+        if (lease) this.promised -= promisedBy(lease);
         this.opts.log?.warn({ err }, 'report failed; retrying');
         this.pending.started.unshift(...batch.started);
         this.pending.ended.unshift(...batch.ended);

@@ -27,7 +27,7 @@ export interface EmbeddedWorkers {
 }
 
 export async function startEmbeddedWorkers(opts: {
-  count: number; slots: number; store: Store; blobs: BlobStore; dataDir: string; runtime: Runtime; log: FastifyBaseLogger;
+  count: number; slots: number; prefetch?: number; store: Store; blobs: BlobStore; dataDir: string; runtime: Runtime; log: FastifyBaseLogger;
   heartbeatMs?: number;
 }): Promise<EmbeddedWorkers> {
   const client = new InProcessClient(opts.store, opts.blobs, opts.dataDir);
@@ -35,6 +35,7 @@ export async function startEmbeddedWorkers(opts: {
   for (let i = 0; i < opts.count; i += 1) {
     const agent = new WorkerAgent(client, opts.runtime, {
       slots: opts.slots, profile: 'cpu', workDir: join(opts.dataDir, 'work'), embedded: true, log: opts.log,
+      ...(opts.prefetch !== undefined ? { prefetch: opts.prefetch } : {}),
       ...(opts.heartbeatMs ? { heartbeatMs: opts.heartbeatMs } : {}),
     });
     await agent.start();

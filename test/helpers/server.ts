@@ -56,7 +56,7 @@ export interface SpawnedServer {
 export async function spawnServer(env: Record<string, string>, via: 'npm' | 'node' = 'npm'): Promise<SpawnedServer> {
   const [cmd, args] = via === 'npm'
     ? ['npm', ['start', '--silent']]
-    : [process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve']];
+    : [process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_CPU_PROF] : []), '--import', 'tsx', 'src/main.ts', 'serve']];
   const child = spawn(cmd as string, args as string[], {
     cwd: ROOT, env: { ...process.env, PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
   });

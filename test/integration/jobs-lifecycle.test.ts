@@ -181,3 +181,35 @@ describe('queue order and queue timeouts', () => {
     }
   });
 });
+
+describe('prefetch on a worker with one slot', () => {
+  let srv: TestServer;
+  let acc: TestAccount;
+  before(async () => {
+    srv = await startTestServer({ COMPUTALOT_LOCAL_WORKERS: '1', COMPUTALOT_WORKER_SLOTS: '1' });
+    acc = await makeAccount(srv.url, 'prefetch');
+    await pushFixture(srv.url, acc.member, 'p');
+  });
+  after(() => srv.stop());
+
+  it('holds short tasks ahead; once tasks run long, a held one goes back to the queue without spending its attempt', async () => {
+    // Short tasks teach the worker that prefetching pays.
+    const quick = await submit(srv.url, acc.member, { project: 'p', payload: { mode: 'echo' }, fan_out: { items: [1, 2, 3, 4, 5, 6] } });
+    assert.equal((await waitJob(srv.url, acc.member, quick.id)).status, 'completed');
+    // Long ones: the first runs, a second is held for the slot (its job is running), then handed back
+    // when the first has run past a second, so an idle worker elsewhere could take it.
+    const slow = await submit(srv.url, acc.member, { project: 'p', payload: { mode: 'sleep', seconds: 1.6 }, fan_out: { items: [1, 2] } });
+    const done = await waitJob(srv.url, acc.member, slow.id, undefined, 30_000);
+    assert.equal(done.status, 'completed');
+    const events = await readStream(`${srv.url}/api/v1/jobs/${slow.id}/stream`, acc.member);
+    const statuses = events.filter((e) => e.event === 'task.status').map((e) => e.data);
+    const held = statuses.find((d) => d.status === 'preparing' && d.index === 1);
+    assert.ok(held, 'the second task was leased while the first ran');
+    assert.ok(statuses.some((d) => d.index === 1 && d.status === 'queued' && /handed back/.test(d.status_reason)), JSON.stringify(statuses));
+    for (const task of await tasks(srv.url, acc.member, slow.id)) {
+      assert.equal(task.status, 'completed');
+      assert.equal(task.attempt, 1, 'a hand-back does not count as an attempt');
+      assert.equal(task.attempts.length, 1);
+    }
+  });
+});

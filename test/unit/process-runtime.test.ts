@@ -112,6 +112,24 @@ function start(overrides: Partial<AttemptInput> & { runnerCommand: string[] }, r
   };
 }
 
+/**
+ * What is left in the attempts folder besides emptied folders kept for reuse (attempt-dir-pool.ts), which
+ * must hold exactly a payload.json and an empty scratch/.
+ */
+async function leftovers(): Promise<string[]> {
+  const root = join(workDir, 'attempts');
+  const left: string[] = [];
+  for (const name of await readdir(root)) {
+    if (!name.startsWith('.free-')) {
+      left.push(name);
+      continue;
+    }
+    assert.deepEqual((await readdir(join(root, name))).sort(), ['payload.json', 'scratch'], `kept folder ${name}`);
+    assert.deepEqual(await readdir(join(root, name, 'scratch')), [], `kept folder ${name}: scratch/ is empty`);
+  }
+  return left;
+}
+
 const text = (run: Pick<Run, 'output'>) => run.output.map(([, chunk]) => chunk).join('');
 const pidsIn = (out: string) => [...out.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
 
@@ -298,7 +316,7 @@ describe('process runtime: attempt files', { skip }, () => {
     assert.equal(await readFile(join(checkpointDir, 'new.txt'), 'utf8'), 'written-by-task\n');
     assert.ok(scratchDir?.startsWith(join(workDir, 'attempts')));
     assert.equal(existsSync(scratchDir!), false, 'the scratch folder is removed');
-    assert.deepEqual(await readdir(join(workDir, 'attempts')), [], 'nothing is left of the attempt');
+    assert.deepEqual(await leftovers(), [], 'nothing is left of the attempt');
   });
 
   it('a command that cannot be started yields runner_not_found / runner_not_executable, naming it and the workdir', async () => {
@@ -309,7 +327,46 @@ describe('process runtime: attempt files', { skip }, () => {
       assert.equal(run.outcome.error?.code, code, command);
       assert.ok(run.outcome.error.message.includes(command) && run.outcome.error.message.includes(prepared.workdir), run.outcome.error.message);
     }
-    assert.deepEqual(await readdir(join(workDir, 'attempts')), []);
+    assert.deepEqual(await leftovers(), []);
+  });
+
+  it('reuses an emptied attempt folder: the next attempt sees only its own payload, an empty scratch/ and 0700/0600 modes', async () => {
+    // The first task leaves a result, progress, and modes it changed; its folder is kept (nothing else there).
+    const first = await start({
+      runnerCommand: ['sh', '-c', 'echo 1 > "$COMPUTALOT_RESULT_PATH"; echo \'{"progress": 1}\' >> "$COMPUTALOT_PROGRESS_PATH"; chmod 500 "$COMPUTALOT_SCRATCH_DIR"; chmod 400 "$COMPUTALOT_TASK_PAYLOAD"; dirname "$COMPUTALOT_TASK_PAYLOAD"'],
+      payload: { first: 'a much longer payload than the next one' },
+    }).done();
+    assert.equal(first.outcome.exitCode, 0);
+    assert.ok((await readdir(join(workDir, 'attempts'))).some((n) => n.startsWith('.free-')), 'the folder was kept');
+    const second = await start({
+      runnerCommand: ['sh', '-c', 'd=$(dirname "$COMPUTALOT_TASK_PAYLOAD"); echo "$d"; ls -A "$d" | tr "\\n" " "; echo; ls -A "$COMPUTALOT_SCRATCH_DIR" | wc -l; cat "$COMPUTALOT_TASK_PAYLOAD"; echo; stat -c %a "$d" "$COMPUTALOT_SCRATCH_DIR" "$COMPUTALOT_TASK_PAYLOAD" | tr "\\n" " "'],
+      payload: { second: 2 },
+    }).done();
+    assert.equal(second.outcome.exitCode, 0, text(second));
+    const [dir, entries, scratchCount, payload, modes] = text(second).trim().split('\n');
+    assert.notEqual(dir, text(first).trim(), 'each attempt has its own folder name');
+    assert.equal(entries?.trim(), 'payload.json scratch');
+    assert.equal(scratchCount?.trim(), '0');
+    assert.deepEqual(JSON.parse(payload!), { second: 2 }, 'the payload is the new one, whole, with nothing of the old');
+    assert.equal(modes?.trim(), '700 700 600');
+    assert.deepEqual(await leftovers(), []);
+  });
+
+  it('keeps no folder with anything else in it: scratch files, extra files, a symlink for a result', async () => {
+    const scripts = [
+      'echo x > "$COMPUTALOT_SCRATCH_DIR/leftover-scratch"',
+      'echo x > "$(dirname "$COMPUTALOT_TASK_PAYLOAD")/leftover-extra"',
+      'ln -s /etc/hostname "$COMPUTALOT_RESULT_PATH"; touch "$(dirname "$COMPUTALOT_TASK_PAYLOAD")/leftover-link"',
+      'mkdir "$(dirname "$COMPUTALOT_TASK_PAYLOAD")/leftover-dir"',
+    ];
+    for (const script of scripts) {
+      const run = await start({ runnerCommand: ['sh', '-c', script] }).done();
+      assert.equal(run.outcome.exitCode, 0, script);
+      assert.deepEqual(await leftovers(), [], script);
+      const all = execFileSync('find', [join(workDir, 'attempts')], { encoding: 'utf8' });
+      assert.ok(!all.includes('leftover-'), `${script}: removed whole\n${all}`);
+    }
+    assert.equal(existsSync('/etc/hostname'), true);
   });
 });
 

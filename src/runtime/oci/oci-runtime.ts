@@ -115,7 +115,9 @@ export class OciRuntime implements Runtime {
   constructor(private readonly options: OciRuntimeOptions = {}) {
     this.engine = { ...DEFAULT_ENGINE, ...options.engine };
     const idleS = options.warmIdleS ?? 600;
-    this.sweeper = setInterval(() => void this.sweep(), Math.max(1_000, Math.min(5_000, (idleS * 1000) / 2)));
+    // A sweep that fails (the work dir removed under it at shutdown, podman gone) is tried again next tick;
+    // a rejection must not escape as an unhandled one.
+    this.sweeper = setInterval(() => void this.sweep().catch(() => undefined), Math.max(1_000, Math.min(5_000, (idleS * 1000) / 2)));
     this.sweeper.unref();
   }
 

@@ -1,0 +1,127 @@
+/**
+ * Leasing and batched worker reports at the store, on each database (scripts/test.sh runs it per store):
+ * prefetch takes only a continuation of queue order from jobs already running, and a batch of reports
+ * (one statement per kind on the way in) still answers each report on its own.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import type { AttemptReport, LeasedTask, Worker } from '../../src/core/model.js';
+import type { CreateOutcome, NewJob, Project, Store } from '../../src/store/port.js';
+import { openStore } from '../../src/store/sql-store.js';
+import { storeKind, testDatabase, type TestDatabase } from '../helpers/db.js';
+
+const noQuotas = { projects: null, stored_bytes: null, running_tasks: null, queued_tasks: null };
+
+describe(`leases and batched reports (${storeKind()})`, () => {
+  let store: Store;
+  let db: TestDatabase;
+  let dir: string;
+  let accountId: string;
+  let project: Project;
+  let revision: { id: string; content_hash: string };
+  let worker: Worker;
+
+  const job = (tasks: number, priority = 0): NewJob => ({
+    account_id: accountId, project_id: project.id, project: project.name, revision_id: revision.id,
+    content_hash: revision.content_hash, type: 'structured_runner', priority, timeout_s: 60, queue_timeout_s: null,
+    max_attempts: 3, backoff_s: 0, checkpoint: false, runner_command: ['true'], env: {}, meta: null, variant: null,
+    profile: 'cpu', requirements: {}, reduce: null, objective: null, spec: {}, idempotency: null, tasks_total: tasks,
+    tasks: Array.from({ length: tasks }, (_, index) => ({ index, kind: 'task', payload: { index }, item: null, runner_command: null, meta: {} })),
+  });
+  const create = async (tasks: number, priority = 0) => ((await store.createJobs([job(tasks, priority)])).outcomes[0] as CreateOutcome).job_id;
+  const lease = (slots: number, prefetch = 0) => store.leaseTasks({ workerId: worker.id, node: worker.node, profile: 'cpu', slots, prefetch });
+  const ended = (task: LeasedTask, outcome: AttemptReport['outcome'], token = task.lease_token): AttemptReport => ({
+    task_id: task.task_id, attempt: task.attempt, lease_token: token, exit_code: outcome === 'succeeded' ? 0 : null, outcome,
+    error: null, output: 'out', output_tail: 'out', result: { ok: task.index }, result_quality: 1, result_warnings: [],
+    duration_ms: 3, started_at: new Date().toISOString(), finished_at: new Date().toISOString(), cold_start: null,
+  });
+  const statusOf = async (jobId: string) => (await store.getJob(accountId, jobId))!.status;
+  const tasksOf = async (jobId: string) => (await store.listTasks(jobId, { limit: 100, cursor: null })).items;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'computalot-lease-'));
+    db = await testDatabase();
+    store = await openStore({ databaseUrl: db.url, sqlitePath: join(dir, 'db.sqlite') });
+    accountId = (await store.createAccount({ name: 'acme', quotas: noQuotas })).id;
+    project = await store.createProject(accountId, { name: 'p1', remote_dir: null, description: null, env: {} });
+    const published = await store.publishRevision(project, {
+      content_hash: 'sha256:aa', tarball_sha256: 'a'.repeat(64), size_bytes: 10, files: [], manifest: {}, manifest_warnings: [],
+    }, 10);
+    revision = published.revision;
+    worker = await store.registerWorker({ embedded: true, profile: 'cpu', resources: {}, runtime: { kind: 'process' }, slots: 2, token_id: null });
+  });
+  after(async () => {
+    await store.close();
+    await db.drop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  beforeEach(async () => {
+    // Each case starts with an empty queue: whatever an earlier case left queued is cancelled.
+    for (const j of (await store.listJobs(accountId, { projectId: project.id }, { limit: 100, cursor: null })).items) {
+      await store.cancelJob(j.id, 'test reset');
+    }
+  });
+
+  it('prefetches only from jobs already running, and stops at the first task of a job nobody started', async () => {
+    const a = await create(3);
+    const b = await create(2);
+    const got = await lease(1, 5);
+    // One for the free slot (a's first: a starts in this lease), then a's other two; b's first stops it.
+    assert.deepEqual(got.map((t) => [t.job_id, t.index]), [[a, 0], [a, 1], [a, 2]]);
+    assert.equal(await statusOf(a), 'running');
+    assert.equal(await statusOf(b), 'queued', 'a job none of whose tasks is held stays queued (cancel-queued still applies)');
+    const reasons = (await tasksOf(a)).map((t) => t.status_reason);
+    assert.deepEqual(reasons, [`preparing runtime on ${worker.node}`, `leased by ${worker.node}, waiting for a free slot`, `leased by ${worker.node}, waiting for a free slot`]);
+    // Prefetch alone takes nothing from a job that has not started.
+    assert.deepEqual(await lease(0, 5), []);
+    // A free slot takes b in queue order, and then prefetch may follow it.
+    assert.deepEqual((await lease(1, 5)).map((t) => [t.job_id, t.index]), [[b, 0], [b, 1]]);
+  });
+
+  it('never lets prefetch pass a higher-priority job', async () => {
+    const low = await create(4);
+    assert.equal((await lease(1)).length, 1);
+    const high = await create(1, 5);
+    // low is running and has three tasks queued, but high heads the queue: prefetch stops at once.
+    assert.deepEqual(await lease(0, 3), []);
+    // A free slot takes high; prefetch may then go on with low, which is running.
+    assert.deepEqual((await lease(1, 3)).map((t) => t.job_id), [high, low, low, low]);
+    assert.equal(await statusOf(low), 'running');
+  });
+
+  it('answers each report of a batch on its own: a stale lease changes nothing, the others apply', async () => {
+    const j = await create(3);
+    const [t0, t1, t2] = await lease(3);
+    const { ended: results, leased } = await store.reportAndLease({
+      started: [t0!, t1!, t2!].map((t) => ({ task_id: t.task_id, attempt: t.attempt, lease_token: t.lease_token, started_at: new Date().toISOString(), node: worker.node })),
+      live: [{ task_id: t2!.task_id, lease_token: t2!.lease_token, output_tail: 'tail', progress: { progress: 0.5, message: 'half' } }],
+      ended: [ended(t0!, 'succeeded'), ended(t1!, 'succeeded', 'not-the-token'), ended(t2!, 'handed_back')],
+    }, { workerId: worker.id, node: worker.node, profile: 'cpu', slots: 1 });
+    assert.deepEqual(results.map((r) => (r.ok ? r.status : r.code)), ['completed', 'lease_mismatch', 'queued']);
+    // The handed-back task is queued again without spending its attempt, and leased again here.
+    assert.deepEqual(leased.map((t) => [t.task_id, t.attempt]), [[t2!.task_id, 1]]);
+    const tasks = await tasksOf(j);
+    const byId = new Map(tasks.map((t) => [t.id, t]));
+    assert.equal(byId.get(t0!.task_id)!.status, 'completed');
+    assert.deepEqual(byId.get(t0!.task_id)!.result, { ok: 0 });
+    assert.equal(byId.get(t1!.task_id)!.status, 'running', 'the stale report left it as the start report made it');
+    assert.equal(byId.get(t2!.task_id)!.status, 'preparing');
+    assert.deepEqual(byId.get(t2!.task_id)!.attempts.map((a) => a.attempt), [1], 'the handed-back attempt left no history row');
+    assert.deepEqual(byId.get(t0!.task_id)!.attempts.map((a) => [a.attempt, a.exit_code, a.finished_at !== null]), [[1, 0, true]]);
+    const events = await store.readEvents({ jobId: j }, 0, 100);
+    const statuses = events.filter((e) => e.type === 'task.status' && e.data.task_id === t0!.task_id).map((e) => e.data.status);
+    assert.deepEqual(statuses, ['preparing', 'running', 'completed']);
+    assert.ok(events.some((e) => e.type === 'task.progress' && e.data.task_id === t2!.task_id && e.data.message === 'half'));
+  });
+
+  it('ends the same task twice in one batch only once (the second report is stale)', async () => {
+    await create(1);
+    const [t] = await lease(1);
+    const { ended: results } = await store.reportAndLease({ started: [], live: [], ended: [ended(t!, 'succeeded'), ended(t!, 'failed')] },
+      { workerId: worker.id, node: worker.node, profile: 'cpu', slots: 0 });
+    assert.deepEqual(results.map((r) => (r.ok ? r.status : r.code)), ['completed', 'lease_mismatch']);
+  });
+});
