@@ -8,8 +8,10 @@ import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Migration } from 'kysely';
 import pg from 'pg';
 import type { Database } from './db-types.js';
+import { usePreparedStatements } from './pg-prepared.js';
 import { initialMigration } from './migrations/001-initial.js';
 import { jobsMigration } from './migrations/002-jobs.js';
+import { taskProfileMigration } from './migrations/003-task-profile.js';
 
 export type DialectName = 'sqlite' | 'postgres';
 
@@ -32,6 +34,7 @@ export async function connect(opts: { databaseUrl?: string | null; sqlitePath: s
     // An idle pooled connection can fail (PostgreSQL restarted, the database dropped): pg then emits
     // 'error' on the pool, which would crash the process without a listener. The next query reconnects.
     pool.on('error', () => undefined);
+    usePreparedStatements(pool);
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     conn = { db, dialect: 'postgres', pool, close: () => db.destroy() };
   } else {
@@ -70,7 +73,7 @@ function withStatementCache(database: BetterSqlite3.Database) {
 }
 
 function migrations(dialect: DialectName): Record<string, Migration> {
-  return { '001-initial': initialMigration(dialect), '002-jobs': jobsMigration(dialect) };
+  return { '001-initial': initialMigration(dialect), '002-jobs': jobsMigration(dialect), '003-task-profile': taskProfileMigration() };
 }
 
 async function migrate(conn: Connection): Promise<void> {

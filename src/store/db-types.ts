@@ -45,7 +45,7 @@ export interface JobsTable {
 export interface TasksTable {
   id: string; job_id: string; project_id: string; idx: number; status: string;
   status_reason: string | null; created_at: string; started_at: string | null; finished_at: string | null;
-  account_id: string; kind: string; priority: number; payload: string; item: string; runner_command: string | null;
+  account_id: string; kind: string; priority: number; profile: string; payload: string; item: string; runner_command: string | null;
   attempt: number; available_at: string; queue_deadline: string | null; worker_id: string | null;
   lease_token: string | null; lease_expires_at: string | null; cancel_requested: number; exit_code: number | null;
   error: string | null; output: string; output_tail: string; latest_progress: string | null; result: string | null;

@@ -55,6 +55,7 @@ async function endRun(t: TxContext, reports: AttemptReport[], results: Map<Attem
     if (group.length > 0) for (const id of await updateEndedTasks(t, group, lost, now)) updated.add(id);
   }
   const ended = decided.filter((x) => updated.has(x.task.id));
+  if (ended.length > 0) t.hasXid = true;
   for (const x of decided) if (!updated.has(x.task.id)) results.set(x.report, { task_id: x.report.task_id, ok: false, code: 'lease_mismatch' });
   await recordAttempts(t, ended);
   // Terminal endings per job, applied once per job after the batch: one job-row update, not one per task.

@@ -92,17 +92,27 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[]): Promise<Arra
     });
     out.push({ job_id: id, replayed: false, created_at: now });
   }
-  await insertChunked(t.tx, 'jobs', jobRows);
-  await insertChunked(t.tx, 'tasks', taskRows);
+  if (t.dialect === 'postgres' && jobRows.length > 0 && jobRows.length <= CHUNK && taskRows.length > 0) {
+    // The jobs and their first tasks in one statement (a round trip less on the submit path); the rows
+    // the CTE inserts are there for the foreign key check at the end of the statement.
+    await t.tx.with('new_jobs', (db) => db.insertInto('jobs').values(jobRows as never).returning('id'))
+      .insertInto('tasks').values(taskRows.slice(0, CHUNK) as never).execute();
+    t.hasXid = true;
+    await insertChunked(t.tx, 'tasks', taskRows.slice(CHUNK));
+  } else {
+    await insertChunked(t.tx, 'jobs', jobRows);
+    if (jobRows.length > 0) t.hasXid = true;
+    await insertChunked(t.tx, 'tasks', taskRows);
+  }
   if (taskRows.length > 0) t.addWork();
   return out;
 }
 
-export function taskRow(jobId: string, job: Pick<NewJob, 'account_id' | 'project_id' | 'priority'>, task: NewTask, now: string, deadline: string | null) {
+export function taskRow(jobId: string, job: Pick<NewJob, 'account_id' | 'project_id' | 'priority' | 'profile'>, task: NewTask, now: string, deadline: string | null) {
   return {
     id: newId('tsk'), job_id: jobId, project_id: job.project_id, idx: task.index, status: 'queued',
     status_reason: 'waiting for a worker', created_at: now, started_at: null, finished_at: null,
-    account_id: job.account_id, kind: task.kind, priority: job.priority, payload: JSON.stringify(task.payload ?? {}),
+    account_id: job.account_id, kind: task.kind, priority: job.priority, profile: job.profile, payload: JSON.stringify(task.payload ?? {}),
     item: JSON.stringify(task.item ?? null), runner_command: task.runner_command ? JSON.stringify(task.runner_command) : null,
     attempt: 0, available_at: now, queue_deadline: deadline, meta: JSON.stringify(task.meta ?? {}),
     cancel_requested: 0, output: '', output_tail: '', result_warnings: '[]',

@@ -22,6 +22,11 @@ export function jobVerbs(ctx: StoreContext): JobVerbs {
       const outcomes = await createJobsInTx(t, jobs);
       const leased = [];
       for (const req of direct) leased.push(await leaseInTx(t, req));
+      // Every new task already has its worker: waking all workers (in every process, on PostgreSQL by
+      // NOTIFY) would only make each run an empty lease, right on the dispatch path.
+      const created = new Set(outcomes.flatMap((o) => ('job_id' in o && !o.replayed ? [o.job_id] : [])));
+      const newTasks = jobs.reduce((n, job, i) => n + (created.has((outcomes[i] as { job_id?: string }).job_id ?? '') ? job.tasks.length : 0), 0);
+      if (newTasks > 0 && leased.flat().filter((task) => created.has(task.job_id)).length === newTasks) t.workAdded = false;
       return { outcomes, leased };
     }),
     cancelJob: (jobId, reason) => inTx(ctx, (t) => cancelJobInTx(t, jobId, reason)),

@@ -4,7 +4,8 @@
  *
  * PostgreSQL hands out sequence numbers before commit, so ids may commit out of order; readers stop at
  * the high-water mark (high-water.ts) instead of serialising writers. For its reasoning to hold, the
- * transaction must own an xid before it takes an event id: hence pg_current_xact_id() first.
+ * transaction must own an xid before it takes an event id: hence pg_current_xact_id() first, unless a
+ * statement of the transaction already changed a row (TxContext.hasXid).
  */
 import { sql, type Transaction } from 'kysely';
 import { nowIso } from '../core/clock.js';
@@ -26,6 +27,11 @@ export class TxContext {
   readonly events: EventInput[] = [];
   /** Set by changes that make tasks leasable (new, requeued): workers are told after the commit. */
   workAdded = false;
+  /**
+   * Set after a statement that changed at least one row, which gave a PostgreSQL transaction its xid: the
+   * event append then skips its own pg_current_xact_id() round trip (see appendEvents). Unset is safe.
+   */
+  hasXid = false;
   constructor(readonly tx: Tx, readonly dialect: Connection['dialect'], readonly leaseSeconds: number) {}
   emit(event: EventInput): void {
     this.events.push(event);
@@ -49,9 +55,9 @@ export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T
   const value = await ctx.conn.db.transaction().execute(async (tx) => {
     const t = new TxContext(tx, ctx.conn.dialect, ctx.leaseSeconds);
     const result = await fn(t);
-    if (t.events.length > 0) lastId = await appendEvents(t);
     work = t.workAdded;
-    if (work && t.dialect === 'postgres') await sql`select pg_notify(${WORK_CHANNEL}, '')`.execute(t.tx);
+    if (t.events.length > 0) lastId = await appendEvents(t, work);
+    else if (work && t.dialect === 'postgres') await sql`select pg_notify(${WORK_CHANNEL}, '')`.execute(t.tx);
     return result;
   });
   if (lastId > 0) ctx.feed.wake(lastId);
@@ -60,24 +66,37 @@ export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T
   return value;
 }
 
-async function appendEvents(t: TxContext): Promise<number> {
-  if (t.dialect === 'postgres') await sql`select pg_current_xact_id()`.execute(t.tx);
+const EVENT_CHUNK = 5_000;
+
+/** Appends the events (and on PostgreSQL sends the NOTIFYs, the work one when `work`); the last id. */
+async function appendEvents(t: TxContext, work: boolean): Promise<number> {
   const createdAt = nowIso();
-  const rows = await t.tx
-    .insertInto('events')
-    .values(
-      t.events.map((e) => ({
-        account_id: e.accountId,
-        project_id: e.projectId ?? null,
-        job_id: e.jobId ?? null,
-        type: e.type,
-        data: JSON.stringify(e.data),
-        created_at: createdAt,
-      })),
+  const rows = t.events.map((e) => ({
+    account_id: e.accountId,
+    project_id: e.projectId ?? null,
+    job_id: e.jobId ?? null,
+    type: e.type,
+    data: JSON.stringify(e.data),
+    created_at: createdAt,
+  }));
+  // Chunks keep each statement under the bound-parameter limits (PostgreSQL: 65,535) when a change emits
+  // an event per task of a large job (a cancel of 100,000 queued tasks).
+  const chunks: Array<typeof rows> = [];
+  for (let i = 0; i < rows.length; i += EVENT_CHUNK) chunks.push(rows.slice(i, i + EVENT_CHUNK));
+  const last = chunks.pop()!;
+  if (t.dialect === 'postgres' && !t.hasXid) await sql`select pg_current_xact_id()`.execute(t.tx);
+  for (const chunk of chunks) await t.tx.insertInto('events').values(chunk).execute();
+  if (t.dialect === 'sqlite') {
+    const ids = await t.tx.insertInto('events').values(last).returning('id').execute();
+    return Math.max(...ids.map((r) => Number(r.id)));
+  }
+  // The last insert and both NOTIFYs in one statement (one round trip instead of three).
+  const values = sql.join(last.map((r) => sql`(${r.account_id}, ${r.project_id}, ${r.job_id}, ${r.type}, ${r.data}, ${r.created_at})`));
+  const notifyWork = work ? sql`, pg_notify(${WORK_CHANNEL}, '')` : sql``;
+  const { rows: [top] } = await sql<{ id: string }>`
+    with inserted as (
+      insert into events (account_id, project_id, job_id, type, data, created_at) values ${values} returning id
     )
-    .returning('id')
-    .execute();
-  const lastId = Math.max(...rows.map((r) => Number(r.id)));
-  if (t.dialect === 'postgres') await sql`select pg_notify(${NOTIFY_CHANNEL}, ${String(lastId)})`.execute(t.tx);
-  return lastId;
+    select max(id) as id, pg_notify(${NOTIFY_CHANNEL}, max(id)::text)${notifyWork} from inserted`.execute(t.tx);
+  return Number(top!.id);
 }

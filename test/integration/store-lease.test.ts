@@ -39,6 +39,17 @@ describe(`leases and batched reports (${storeKind()})`, () => {
     duration_ms: 3, started_at: new Date().toISOString(), finished_at: new Date().toISOString(), cold_start: null,
   });
   const statusOf = async (jobId: string) => (await store.getJob(accountId, jobId))!.status;
+  /** Every event of a job, once the high-water mark has passed this test's commits (PostgreSQL). */
+  const eventsOf = async (jobId: string) => {
+    await store.latestEventId();
+    const all = [];
+    for (let after = 0; ;) {
+      const page = await store.readEvents({ jobId }, after, 5_000);
+      if (page.length === 0) return all;
+      all.push(...page);
+      after = page[page.length - 1]!.id;
+    }
+  };
   const tasksOf = async (jobId: string) => (await store.listTasks(jobId, { limit: 100, cursor: null })).items;
 
   before(async () => {
@@ -111,7 +122,7 @@ describe(`leases and batched reports (${storeKind()})`, () => {
     assert.equal(byId.get(t2!.task_id)!.status, 'preparing');
     assert.deepEqual(byId.get(t2!.task_id)!.attempts.map((a) => a.attempt), [1], 'the handed-back attempt left no history row');
     assert.deepEqual(byId.get(t0!.task_id)!.attempts.map((a) => [a.attempt, a.exit_code, a.finished_at !== null]), [[1, 0, true]]);
-    const events = await store.readEvents({ jobId: j }, 0, 100);
+    const events = await eventsOf(j);
     const statuses = events.filter((e) => e.type === 'task.status' && e.data.task_id === t0!.task_id).map((e) => e.data.status);
     assert.deepEqual(statuses, ['preparing', 'running', 'completed']);
     assert.ok(events.some((e) => e.type === 'task.progress' && e.data.task_id === t2!.task_id && e.data.message === 'half'));
@@ -123,5 +134,32 @@ describe(`leases and batched reports (${storeKind()})`, () => {
     const { ended: results } = await store.reportAndLease({ started: [], live: [], ended: [ended(t!, 'succeeded'), ended(t!, 'failed')] },
       { workerId: worker.id, node: worker.node, profile: 'cpu', slots: 0 });
     assert.deepEqual(results.map((r) => (r.ok ? r.status : r.code)), ['completed', 'lease_mismatch']);
+  });
+
+  it('cancels a job of 12,000 queued tasks in one transaction, with an event for each (events go in chunks)', async () => {
+    const j = await create(12_000);
+    const result = await store.cancelJob(j, 'too many');
+    assert.equal(result.cancelled_tasks, 12_000);
+    assert.equal(await statusOf(j), 'cancelled');
+    const events = await eventsOf(j);
+    assert.equal(events.filter((e) => e.type === 'task.status' && e.data.status === 'cancelled').length, 12_000);
+  });
+
+  it('a submit whose tasks all went to reserved slots wakes no worker; one that left tasks queued does', async () => {
+    let wakes = 0;
+    const off = store.onWork(() => { wakes += 1; });
+    try {
+      const direct = { workerId: worker.id, node: worker.node, profile: 'cpu', slots: 2 };
+      const all = await store.createJobs([job(2)], [direct]);
+      assert.equal(all.leased.flat().length, 2);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(wakes, 0, 'every new task already had its worker');
+      const some = await store.createJobs([job(3)], [direct]);
+      assert.equal(some.leased.flat().length, 2);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.ok(wakes >= 1, 'a task left queued wakes the workers');
+    } finally {
+      off();
+    }
   });
 });
