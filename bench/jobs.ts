@@ -131,7 +131,9 @@ export async function throughput(): Promise<void> {
       await pushFixture(server.url, acc.member, 'p');
       const t0 = performance.now();
       const res = await call(server.url, 'POST', '/api/v1/jobs', { token: acc.member, json: { project: 'p', runner_command: ['true'], fan_out: { items: Array.from({ length: count }, (_, i) => i) } } });
-      const done = await waitJob(server.url, acc.member, res.body.id, undefined, 600_000);
+      // Polled as a client would a 10 s job (4 times a second): each poll counts the job's 10,000 tasks
+      // by status, which at 20 polls a second took ~5 % of PostgreSQL's time (pg_stat_statements).
+      const done = await waitJob(server.url, acc.member, res.body.id, undefined, 600_000, 250);
       const ms = performance.now() - t0;
       rows.push([`computalot (${name})`, done.tasks.completed, (ms / 1000).toFixed(2), Math.round(count / (ms / 1000))]);
     } finally {
@@ -157,7 +159,7 @@ export async function throughput(): Promise<void> {
   await record('throughput: a 10,000-task fan-out of `true`', 'npm run bench -- throughput', [
     table(['system', 'tasks completed', 'seconds', 'tasks/s'], rows),
     '',
-    `${SLOTS} slots (COMPUTALOT_WORKER_SLOTS=${SLOTS}; BullMQ concurrency ${SLOTS}; the floor ${SLOTS} at a time), one embedded worker, process runtime.`,
+    `${SLOTS} slots (COMPUTALOT_WORKER_SLOTS=${SLOTS}; BullMQ concurrency ${SLOTS}; the floor ${SLOTS} at a time), one embedded worker, process runtime; the client polls GET /jobs/:id every 250 ms (up to 0.25 s counted against computalot).`,
     'Target (issue 3): ≥ 1,000 tasks/s.',
   ].join('\n'));
 }

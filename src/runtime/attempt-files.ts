@@ -23,7 +23,7 @@
  *   Only for host processes: inside a sandbox the task owns the folder and could swap it for a symlink.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, fchmodSync, mkdirSync, openSync, readdirSync, rmdirSync, unlinkSync, writeFileSync, type Dirent } from 'node:fs';
+import { chmodSync, closeSync, fchmodSync, ftruncateSync, mkdirSync, openSync, readdirSync, rmdirSync, unlinkSync, writeFileSync, type Dirent } from 'node:fs';
 import { chmod, constants, mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AttemptDirPool } from './attempt-dir-pool.js';
@@ -91,9 +91,14 @@ function rewriteKept(paths: AttemptPaths, json: string): boolean {
   try {
     chmodSync(paths.dir, 0o700);
     chmodSync(paths.scratch, 0o700);
-    fd = openSync(paths.payload, constants.O_WRONLY | constants.O_TRUNC | constants.O_NOFOLLOW);
+    // Overwrite, then cut to length: O_TRUNC first freed the file's block on every attempt, and that open
+    // was the costliest call of a fan-out's main thread (134 µs, CPU profile); a payload under a block
+    // rewritten in place frees nothing.
+    fd = openSync(paths.payload, constants.O_WRONLY | constants.O_NOFOLLOW);
     fchmodSync(fd, 0o600);
-    writeFileSync(fd, json);
+    const bytes = Buffer.from(json);
+    writeFileSync(fd, bytes);
+    ftruncateSync(fd, bytes.length);
     return true;
   } catch {
     return false;

@@ -29,9 +29,11 @@ async function endRun(t: TxContext, reports: AttemptReport[], results: Map<Attem
   const now = Date.now();
   // One read for the whole batch; the guarded UPDATE below still decides, so a row that changed since
   // this read changes nothing.
-  const rows = await t.tx.selectFrom('tasks')
-    .select(['id', 'job_id', 'project_id', 'account_id', 'idx', 'status', 'attempt', 'lease_token', 'cancel_requested', 'node'])
-    .where('id', 'in', reports.map((r) => r.task_id)).execute();
+  // With each task's job's retry settings: one statement, not one per job.
+  const rows = await t.tx.selectFrom('tasks').innerJoin('jobs', 'jobs.id', 'tasks.job_id')
+    .select(['tasks.id', 'tasks.job_id', 'tasks.project_id', 'tasks.account_id', 'tasks.idx', 'tasks.status', 'tasks.attempt',
+      'tasks.lease_token', 'tasks.cancel_requested', 'tasks.node', 'jobs.max_attempts', 'jobs.backoff_s'])
+    .where('tasks.id', 'in', reports.map((r) => r.task_id)).execute();
   const byId = new Map(rows.map((r) => [r.id, r]));
   const live = reports.filter((report) => {
     const task = byId.get(report.task_id);
@@ -40,12 +42,9 @@ async function endRun(t: TxContext, reports: AttemptReport[], results: Map<Attem
     return ok;
   });
   if (live.length === 0) return;
-  const jobIds = [...new Set(live.map((r) => byId.get(r.task_id)!.job_id))];
-  const jobs = new Map((await t.tx.selectFrom('jobs').select(['id', 'max_attempts', 'backoff_s']).where('id', 'in', jobIds).execute())
-    .map((j) => [j.id, j]));
   const decided = live.map((report) => {
     const task = byId.get(report.task_id)!;
-    const d = decideAttempt({ attempt: task.attempt, cancel_requested: task.cancel_requested === 1 }, jobs.get(task.job_id)!, report.outcome, now, report.error?.code ?? null);
+    const d = decideAttempt({ attempt: task.attempt, cancel_requested: task.cancel_requested === 1 }, task, report.outcome, now, report.error?.code ?? null);
     return { report, task, d };
   });
   // A lost worker reported nothing: its tasks keep the output tail its heartbeats left.

@@ -27,6 +27,8 @@ import { SlotGate } from './slot-gate.js';
 const SHORT_TASK_MS = 250;
 /** An attempt running longer than this means tasks are not short (any more): no prefetch. */
 const LONG_RUN_MS = 1_000;
+/** How long reports may wait for company while held tasks keep the slots busy. */
+const COALESCE_MS = 5;
 /** A prefetched task still waiting for a slot this long while tasks are not short goes back to the queue. */
 const MAX_SLOT_WAIT_MS = 1_000;
 
@@ -135,7 +137,8 @@ export class WorkerAgent {
   /**
    * Short tasks (recent average under SHORT_TASK_MS, none running past LONG_RUN_MS): holding some leased
    * ahead hides the store's round trip: enough for the slots to stay busy through two report-and-lease
-   * round trips (the one in flight and the next), at least as many as slots, at most `prefetch`. Long
+   * round trips (the one in flight and the next, each with its COALESCE_MS wait), at least as many as
+   * slots, at most `prefetch`. Long
    * ones: none, so tasks wait in the queue where any worker can take them, not behind this worker's slots.
    */
   private prefetchDepth(): number {
@@ -145,7 +148,7 @@ export class WorkerAgent {
     for (const entry of this.running.values()) {
       if (entry.runningSince !== null && now - entry.runningSince > LONG_RUN_MS) return 0;
     }
-    const need = Math.ceil((2 * this.opts.slots * this.flushMs) / Math.max(this.recentMs, 0.1));
+    const need = Math.ceil((2 * this.opts.slots * (this.flushMs + COALESCE_MS)) / Math.max(this.recentMs, 0.1));
     return Math.min(cap, Math.max(this.opts.slots, need));
   }
 
@@ -297,10 +300,20 @@ export class WorkerAgent {
   private flushSoon(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => {
+    const go = () => {
       this.flushScheduled = false;
       void this.flush();
-    });
+    };
+    // Slots busy with held tasks: nothing waits on this report, so it waits a moment to share its
+    // transaction with the next ones (a PostgreSQL flush costs ~10 statements whatever its size).
+    if (this.holding()) setTimeout(go, COALESCE_MS);
+    else setImmediate(go);
+  }
+
+  /** Tasks are held for slots (prefetch is working): reports can wait a little to share a transaction. */
+  private holding(): boolean {
+    for (const entry of this.running.values()) if (entry.waitingSince !== null) return true;
+    return false;
   }
 
   private collectLive(): void {

@@ -26,13 +26,13 @@ export async function submit(base: string, token: string, body: Record<string, u
 }
 
 /** Polls GET /jobs/:id until `until` holds (default: finished); fails after `timeoutMs`. */
-export async function waitJob(base: string, token: string, id: string, until: (job: any) => boolean = (j) => FINISHED.includes(j.status), timeoutMs = 60_000) {
+export async function waitJob(base: string, token: string, id: string, until: (job: any) => boolean = (j) => FINISHED.includes(j.status), timeoutMs = 60_000, pollMs = 50) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const res = await call(base, 'GET', `/api/v1/jobs/${id}`, { token });
     if (until(res.body)) return res.body;
     if (Date.now() > deadline) throw new Error(`job ${id} did not get there in ${timeoutMs} ms: ${res.text}`);
-    await sleep(50);
+    await sleep(pollMs);
   }
 }
 
