@@ -138,6 +138,9 @@ export async function openStream(request: FastifyRequest, reply: FastifyReply, o
     close();
     return;
   }
+  // The mark may lag while nobody streams (store/event-feed.ts): settle it before the first read, so a
+  // replay (and a job stream opened after its job ended) sees every committed event.
+  await store.latestEventId();
   await pump();
   if (!closed && opts.done && (await opts.done())) {
     await pump();

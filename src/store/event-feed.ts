@@ -41,10 +41,13 @@ export class EventFeed {
   /**
    * Something committed events: move the mark (which wakes subscribers when it moves). A commit in this
    * process on SQLite knows its last id is settled (one writer), so the mark moves at once, without a query.
+   * On PostgreSQL the move is a query per commit; with no stream subscribed here it is left to the next
+   * reader (streams settle the mark before their first read, see api/sse.ts) and to the 1 s poll: a
+   * fan-out's thousand commits a second otherwise cost as many queries that nobody reads.
    */
   wake(committedId?: number): void {
     if (committedId !== undefined && this.highWater.settledOnCommit) this.highWater.bump(committedId);
-    else void this.highWater.advance().catch(() => undefined);
+    else if (this.emitter.listenerCount('wake') > 0) void this.highWater.advance().catch(() => undefined);
   }
 
   settle(): Promise<number> {
