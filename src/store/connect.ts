@@ -9,6 +9,7 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Migration } from
 import pg from 'pg';
 import type { Database } from './db-types.js';
 import { usePreparedStatements } from './pg-prepared.js';
+import { loadColumnTypes, type ColumnTypes } from './pg-bulk.js';
 import { initialMigration } from './migrations/001-initial.js';
 import { jobsMigration } from './migrations/002-jobs.js';
 import { taskProfileMigration } from './migrations/003-task-profile.js';
@@ -20,6 +21,8 @@ export interface Connection {
   dialect: DialectName;
   /** PostgreSQL only: the pool, for LISTEN/NOTIFY. */
   pool: pg.Pool | null;
+  /** PostgreSQL only: the tables' column types, for bulk inserts (pg-bulk.ts). */
+  columnTypes: ColumnTypes | null;
   close(): Promise<void>;
 }
 
@@ -36,7 +39,7 @@ export async function connect(opts: { databaseUrl?: string | null; sqlitePath: s
     pool.on('error', () => undefined);
     usePreparedStatements(pool);
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    conn = { db, dialect: 'postgres', pool, close: () => db.destroy() };
+    conn = { db, dialect: 'postgres', pool, columnTypes: null, close: () => db.destroy() };
   } else {
     if (opts.sqlitePath !== ':memory:') mkdirSync(dirname(opts.sqlitePath), { recursive: true });
     const database = new BetterSqlite3(opts.sqlitePath);
@@ -45,9 +48,10 @@ export async function connect(opts: { databaseUrl?: string | null; sqlitePath: s
     database.pragma('busy_timeout = 5000');
     database.pragma('foreign_keys = ON');
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
-    conn = { db, dialect: 'sqlite', pool: null, close: () => db.destroy() };
+    conn = { db, dialect: 'sqlite', pool: null, columnTypes: null, close: () => db.destroy() };
   }
   await migrate(conn);
+  if (conn.dialect === 'postgres') conn.columnTypes = await loadColumnTypes(conn.db);
   return conn;
 }
 

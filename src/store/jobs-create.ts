@@ -7,6 +7,8 @@
 import { nowIso } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
+import { sql } from 'kysely';
+import { bulkInsert } from './pg-bulk.js';
 import type { Tx, TxContext } from './tx.js';
 
 export const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
@@ -92,13 +94,12 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[]): Promise<Arra
     });
     out.push({ job_id: id, replayed: false, created_at: now });
   }
-  if (t.dialect === 'postgres' && jobRows.length > 0 && jobRows.length <= CHUNK && taskRows.length > 0) {
-    // The jobs and their first tasks in one statement (a round trip less on the submit path); the rows
-    // the CTE inserts are there for the foreign key check at the end of the statement.
-    await t.tx.with('new_jobs', (db) => db.insertInto('jobs').values(jobRows as never).returning('id'))
-      .insertInto('tasks').values(taskRows.slice(0, CHUNK) as never).execute();
+  if (t.dialect === 'postgres' && jobRows.length > 0 && taskRows.length > 0) {
+    // The jobs and their tasks in one statement of one parameter each (pg-bulk.ts): a round trip less on
+    // the submit path, and no 45,000-parameter statements for a batch. The rows the CTE inserts are
+    // there for the foreign key check at the end of the statement.
+    await sql`with new_jobs as (${bulkInsert(t.columnTypes!, 'jobs', jobRows)}) ${bulkInsert(t.columnTypes!, 'tasks', taskRows)}`.execute(t.tx);
     t.hasXid = true;
-    await insertChunked(t.tx, 'tasks', taskRows.slice(CHUNK));
   } else {
     await insertChunked(t.tx, 'jobs', jobRows);
     if (jobRows.length > 0) t.hasXid = true;

@@ -12,6 +12,7 @@ import { nowIso } from '../core/clock.js';
 import type { Connection } from './connect.js';
 import type { Database } from './db-types.js';
 import { NOTIFY_CHANNEL, WORK_CHANNEL, type EventFeed } from './event-feed.js';
+import { bulkInsert, type ColumnTypes } from './pg-bulk.js';
 
 export interface EventInput {
   type: string;
@@ -32,7 +33,11 @@ export class TxContext {
    * event append then skips its own pg_current_xact_id() round trip (see appendEvents). Unset is safe.
    */
   hasXid = false;
-  constructor(readonly tx: Tx, readonly dialect: Connection['dialect'], readonly leaseSeconds: number) {}
+  constructor(
+    readonly tx: Tx, readonly dialect: Connection['dialect'], readonly leaseSeconds: number,
+    /** PostgreSQL: column types for bulk inserts (pg-bulk.ts). */
+    readonly columnTypes: ColumnTypes | null = null,
+  ) {}
   emit(event: EventInput): void {
     this.events.push(event);
   }
@@ -53,7 +58,7 @@ export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T
   let lastId = 0;
   let work = false;
   const value = await ctx.conn.db.transaction().execute(async (tx) => {
-    const t = new TxContext(tx, ctx.conn.dialect, ctx.leaseSeconds);
+    const t = new TxContext(tx, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes);
     const result = await fn(t);
     work = t.workAdded;
     if (t.events.length > 0) lastId = await appendEvents(t, work);
@@ -66,6 +71,8 @@ export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T
   return value;
 }
 
+/** SQLite: rows per insert, under its bound-parameter limit when a change emits an event per task of a
+ * large job (a cancel of 100,000 queued tasks). PostgreSQL inserts them all as arrays (pg-bulk.ts). */
 const EVENT_CHUNK = 5_000;
 
 /** Appends the events (and on PostgreSQL sends the NOTIFYs, the work one when `work`); the last id. */
@@ -79,24 +86,19 @@ async function appendEvents(t: TxContext, work: boolean): Promise<number> {
     data: JSON.stringify(e.data),
     created_at: createdAt,
   }));
-  // Chunks keep each statement under the bound-parameter limits (PostgreSQL: 65,535) when a change emits
-  // an event per task of a large job (a cancel of 100,000 queued tasks).
-  const chunks: Array<typeof rows> = [];
-  for (let i = 0; i < rows.length; i += EVENT_CHUNK) chunks.push(rows.slice(i, i + EVENT_CHUNK));
-  const last = chunks.pop()!;
-  if (t.dialect === 'postgres' && !t.hasXid) await sql`select pg_current_xact_id()`.execute(t.tx);
-  for (const chunk of chunks) await t.tx.insertInto('events').values(chunk).execute();
   if (t.dialect === 'sqlite') {
-    const ids = await t.tx.insertInto('events').values(last).returning('id').execute();
-    return Math.max(...ids.map((r) => Number(r.id)));
+    let last = 0;
+    for (let i = 0; i < rows.length; i += EVENT_CHUNK) {
+      const ids = await t.tx.insertInto('events').values(rows.slice(i, i + EVENT_CHUNK)).returning('id').execute();
+      last = Math.max(last, ...ids.map((r) => Number(r.id)));
+    }
+    return last;
   }
-  // The last insert and both NOTIFYs in one statement (one round trip instead of three).
-  const values = sql.join(last.map((r) => sql`(${r.account_id}, ${r.project_id}, ${r.job_id}, ${r.type}, ${r.data}, ${r.created_at})`));
+  if (!t.hasXid) await sql`select pg_current_xact_id()`.execute(t.tx);
+  // The insert and both NOTIFYs in one statement (one round trip instead of three).
   const notifyWork = work ? sql`, pg_notify(${WORK_CHANNEL}, '')` : sql``;
   const { rows: [top] } = await sql<{ id: string }>`
-    with inserted as (
-      insert into events (account_id, project_id, job_id, type, data, created_at) values ${values} returning id
-    )
+    with inserted as (${bulkInsert(t.columnTypes!, 'events', rows)} returning id)
     select max(id) as id, pg_notify(${NOTIFY_CHANNEL}, max(id)::text)${notifyWork} from inserted`.execute(t.tx);
   return Number(top!.id);
 }
