@@ -14,6 +14,7 @@ import type { Static } from '@sinclair/typebox';
 import { validateSubmit, type JobObject, type ResultsObject, type TaskObject, type ValidSubmit } from '../protocol/jobs.js';
 import type { NewJob } from '../store/port.js';
 import type { Deps } from './deps.js';
+import { projectKey, projectLoader, type ProjectLoader } from './project-lookups.js';
 import { SubmitBatcher } from './submit-batcher.js';
 
 export type SubmitAnswer = { id: string; replayed: boolean; created_at: string; job: NewJob; started: number } | { error: AppError };
@@ -105,10 +106,22 @@ async function createWithDirectDispatch(deps: Deps, jobs: NewJob[]) {
   }
 }
 
+/** One project loader per server (project-lookups.ts). */
+const loaders = new WeakMap<Deps, ProjectLoader>();
+function projectsOf(deps: Deps): ProjectLoader {
+  let loader = loaders.get(deps);
+  if (!loader) loaders.set(deps, loader = projectLoader(deps.store));
+  return loader;
+}
+
 async function projectFor(deps: Deps, accountId: string, name: string, cache: Map<string, { project: Project; revision: Revision } | AppError>) {
   let entry = cache.get(name);
   if (!entry) {
-    const project = await deps.store.getProject(accountId, name);
+    // PostgreSQL: batched with the other submits of this turn. SQLite: a read is an in-process call, and
+    // waiting a turn to batch it only cost throughput (7.4k → 6.5k single submits/s, measured).
+    const project = deps.store.dialect === 'postgres'
+      ? await projectsOf(deps).load(projectKey(accountId, name))
+      : await deps.store.getProject(accountId, name);
     const revision = project?.active_revision_id ? await revisionById(deps, project.active_revision_id) : null;
     entry = !project ? new AppError('project_not_found', { name })
       : !revision ? new AppError('project_not_pushed', { name })

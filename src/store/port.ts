@@ -61,6 +61,8 @@ export interface Store {
   // projects and revisions (SPEC §3)
   createProject(accountId: string, input: { name: string; remote_dir: string | null; description: string | null; env: Record<string, string> }): Promise<Project>;
   getProject(accountId: string, name: string): Promise<Project | null>;
+  /** The account's projects among `names` (those that exist), in one read. */
+  getProjects(accountId: string, names: string[]): Promise<Project[]>;
   listProjects(accountId: string, page: PageQuery): Promise<Page<Project>>;
   updateProject(project: Project, patch: { remote_dir?: string | null; description?: string | null; env?: Record<string, string> }): Promise<Project>;
   deleteProject(project: Project): Promise<{ tarballs: string[] }>;

@@ -12,7 +12,7 @@ import { isUniqueViolation } from './sql-errors.js';
 import { inTx, type StoreContext } from './tx.js';
 
 type ProjectVerbs = Pick<Store,
-  'createProject' | 'getProject' | 'listProjects' | 'updateProject' | 'deleteProject' | 'tryLockPush'
+  'createProject' | 'getProject' | 'getProjects' | 'listProjects' | 'updateProject' | 'deleteProject' | 'tryLockPush'
   | 'renewPushLock' | 'releasePushLock'>;
 
 export function projectVerbs(ctx: StoreContext): ProjectVerbs {
@@ -37,6 +37,12 @@ export function projectVerbs(ctx: StoreContext): ProjectVerbs {
       const row = await db.selectFrom('projects').selectAll()
         .where('account_id', '=', accountId).where('name', '=', name).executeTakeFirst();
       return row ? toProject(row) : null;
+    },
+    async getProjects(accountId, names) {
+      if (names.length === 0) return [];
+      const rows = await db.selectFrom('projects').selectAll()
+        .where('account_id', '=', accountId).where('name', 'in', [...new Set(names)]).execute();
+      return rows.map(toProject);
     },
     async listProjects(accountId, { limit, cursor }) {
       const after = decodeCursor(cursor);

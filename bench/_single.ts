@@ -1,0 +1,13 @@
+import autocannon from 'autocannon';
+import { makeAccount } from '../test/helpers/http.js';
+import { pushFixture } from '../test/helpers/jobs.js';
+import { benchServer, benchPgUrl } from './lib.js';
+const pgUrl = process.argv[2] === 'sqlite' ? null : await benchPgUrl();
+const { server } = await benchServer({ COMPUTALOT_LOCAL_WORKERS: '0', ...(pgUrl ? { DATABASE_URL: pgUrl } : {}) });
+const acc = await makeAccount(server.url, 'bench');
+await pushFixture(server.url, acc.member, 'p');
+const headers = { authorization: `Bearer ${acc.member}`, 'content-type': 'application/json' };
+const body = JSON.stringify({ project: 'p', runner_command: ['true'], payload: { n: 1 } });
+const r = await autocannon({ url: `${server.url}/api/v1/jobs`, method: 'POST', headers, body, connections: 10, duration: 8 });
+console.log(`${Math.round(r.requests.average)} req/s, p50 ${r.latency.p50} ms, errors ${r.non2xx + r.errors}`);
+await server.stop();
