@@ -55,3 +55,26 @@ export async function directSpawns(argv: string[], count: number, slots: number)
   }));
   return performance.now() - t0;
 }
+
+export interface BullFront { url: string; stop(): Promise<void> }
+
+/** bench/bull-http.ts in its own process: BullMQ behind HTTP, for rows that do computalot's work (HTTP submit). */
+export async function bullHttp(redis: Redis, name: string): Promise<BullFront> {
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./bull-http.ts', import.meta.url).pathname, String(redis.port), name], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const match = /listening on (http:\/\/\S+)/.exec(out);
+      if (match?.[1]) resolve(match[1]);
+    });
+    child.once('exit', (code) => reject(new Error(`bull-http exited with ${code}`)));
+  });
+  return {
+    url,
+    stop: () => new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    }),
+  };
+}
