@@ -51,7 +51,7 @@ export class EventFeed {
   }
 
   settle(): Promise<number> {
-    return this.highWater.advance();
+    return this.highWater.settle();
   }
 
   signalWork(): void {

@@ -15,6 +15,8 @@ import type { Connection } from './connect.js';
 
 const SCAN = 1_000;
 const RETRY_MS = 10;
+/** The longest a reader waits for the mark to pass what was committed when it asked. */
+const SETTLE_MS = 2_000;
 /** On start, gaps older than this many ids are assumed settled (appends happen at the end of a transaction). */
 const START_WINDOW = 10_000;
 
@@ -47,6 +49,22 @@ export class HighWater {
     // A fully pruned log is empty, yet its ids are used up: the mark never goes below what was pruned.
     this.mark = this.conn.dialect === 'sqlite' ? Math.max(top, prunedThrough) : Math.max(prunedThrough, top - START_WINDOW, 0);
     await this.advance();
+  }
+
+  /**
+   * Moves the mark past every event committed before this call (waiting, at most SETTLE_MS, for gaps
+   * below them to settle): what a reader needs before a replay. `advance` alone may join a pass that
+   * started before the latest commit, or stop at a gap it will only pass on a retry.
+   */
+  async settle(): Promise<number> {
+    if (this.conn.dialect === 'sqlite') return this.advance();
+    const top = await this.maxId();
+    const deadline = Date.now() + SETTLE_MS;
+    for (;;) {
+      const mark = await this.advance();
+      if (mark >= top || Date.now() > deadline) return mark;
+      await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+    }
   }
 
   /** Moves the mark as far as is safe now; concurrent callers share one pass. */

@@ -134,7 +134,14 @@ describe('oci runtimes under disk pressure', ociOnly(), () => {
     const tags = [first, second].map((p) => `:${p.content_hash.slice('sha256:'.length, 'sha256:'.length + 16)}`);
     let left: string[] = [];
     for (let i = 0; i < 100; i += 1) {
-      const images = execFileSync('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}']).toString().split('\n');
+      let images: string[];
+      try {
+        images = execFileSync('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}'], { stdio: ['ignore', 'pipe', 'pipe'] }).toString().split('\n');
+      } catch {
+        // `podman images` fails while an image it listed is being removed (the very removal awaited here).
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
       left = images.filter((line) => line.startsWith('localhost/computalot/prj_') && tags.some((t) => line.endsWith(t)));
       if (left.length === 0) break;
       await new Promise((r) => setTimeout(r, 100));
