@@ -27,9 +27,8 @@ export async function endAttemptsInTx(t: TxContext, reports: AttemptReport[]): P
 /** Ends a batch with no task twice: one read, one guarded UPDATE for the tasks, one for their attempts. */
 async function endRun(t: TxContext, reports: AttemptReport[], results: Map<AttemptReport, EndResult>): Promise<void> {
   const now = Date.now();
-  // One read for the whole batch; the guarded UPDATE below still decides, so a row that changed since
-  // this read changes nothing.
-  // With each task's job's retry settings: one statement, not one per job.
+  // One read for the whole batch, with each task's job's retry settings; the guarded UPDATE below still
+  // decides, so a row that changed since this read changes nothing.
   const rows = await t.tx.selectFrom('tasks').innerJoin('jobs', 'jobs.id', 'tasks.job_id')
     .select(['tasks.id', 'tasks.job_id', 'tasks.project_id', 'tasks.account_id', 'tasks.idx', 'tasks.status', 'tasks.attempt',
       'tasks.lease_token', 'tasks.cancel_requested', 'tasks.node', 'jobs.max_attempts', 'jobs.backoff_s'])

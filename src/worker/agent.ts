@@ -5,11 +5,14 @@
  *        ▲                                          └▶ run ─▶ outcome ─▶ report (batched) ─▶ slot free ─┐
  *        └──────────────────────────────────────────────────────────────────────────────────────────────┘
  *
- * Invariants: never more attempts than slots (slot-gate.ts), though while tasks are short the agent holds up
- * to `prefetch` more leased, so a freed slot starts the next task without waiting for the store; every report carries the lease token; started / live /
- * ended reports are batched into one store transaction per flush, so throughput is not one transaction
- * per event, and a flush with ended attempts leases the slots they freed in that same transaction; a heartbeat every 10 s renews all leases and brings cancellations; on stop, running attempts
- * are stopped and handed back without spending an attempt.
+ * Invariants:
+ * - Never more attempts than slots (slot-gate.ts); while tasks are short the agent holds up to `prefetch`
+ *   more leased, so a freed slot starts the next task without waiting for the store.
+ * - Every report carries the lease token. Started / live / ended reports are batched into one store
+ *   transaction per flush, and a flush with ended attempts leases the room they freed in that same
+ *   transaction.
+ * - A heartbeat every 10 s renews all leases and brings cancellations; on stop, running attempts are
+ *   stopped and handed back without spending an attempt.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -127,19 +130,20 @@ export class WorkerAgent {
       });
   }
 
-  /** Slots neither held nor promised: what a new job's direct dispatch may take (no prefetch there, so a
-   * job's first tasks spread over idle workers). */
+  /**
+   * Slots neither held nor promised: what a new job's direct dispatch may take (no prefetch there, so a
+   * job's first tasks spread over idle workers).
+   */
   private free(): number {
     return this.opts.slots - this.running.size - this.promised;
   }
-
 
   /**
    * Short tasks (recent average under SHORT_TASK_MS, none running past LONG_RUN_MS): holding some leased
    * ahead hides the store's round trip: enough for the slots to stay busy through two report-and-lease
    * round trips (the one in flight and the next, each with its COALESCE_MS wait), at least as many as
-   * slots, at most `prefetch`. Long
-   * ones: none, so tasks wait in the queue where any worker can take them, not behind this worker's slots.
+   * slots, at most `prefetch`. Long ones: none, so tasks wait in the queue where any worker can take them,
+   * not behind this worker's slots.
    */
   private prefetchDepth(): number {
     const cap = this.opts.prefetch ?? this.opts.slots * 8;
