@@ -11,7 +11,9 @@
  * Invariants:
  * - A folder is kept only if, after its task's processes are gone, it holds nothing but a regular
  *   payload.json, an empty scratch/ folder, and a result.json / progress.jsonl (which are unlinked here).
- *   Anything else (more files, a symlink, a non-empty scratch/) and it is removed as before.
+ *   Anything else (more files, a symlink, a non-empty scratch/) and it is removed as before. The folder
+ *   is listed afresh here, and again when taken: a process that escaped its task's group could still
+ *   write into it in between, and such a folder is removed, never handed on.
  * - A taken folder is renamed to the new attempt's unique name before anything is written, so the
  *   attempt's paths and the protocol's promises (an empty scratch/, only its payload) are the same as for
  *   a fresh folder.
@@ -21,7 +23,7 @@
  *   between the listing and the reuse. On the host, a task runs with the worker's own rights anyway.
  */
 import { randomBytes } from 'node:crypto';
-import { readdirSync, renameSync, unlinkSync, type Dirent } from 'node:fs';
+import { readdirSync, renameSync, rmSync, unlinkSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
 
 const TAG = randomBytes(4).toString('hex');
@@ -39,20 +41,23 @@ export class AttemptDirPool {
     for (let from = this.free.pop(); from !== undefined; from = this.free.pop()) {
       try {
         renameSync(from, dir);
-        return true;
       } catch {
-        // gone or unusable: try the next one, else the caller makes a fresh folder
+        continue; // gone: try the next one, else the caller makes a fresh folder
       }
+      if (clean(dir, false)) return true;
+      rmSync(dir, { recursive: true, force: true });
     }
     return false;
   }
 
   /**
-   * Keeps `dir` for a later attempt if its `listing` (taken after the task's processes are gone) is
-   * the protocol's files only; true when kept (the caller must not remove it then).
+   * Keeps `dir` for a later attempt (called once the task's processes are gone) if it holds the
+   * protocol's files only; true when kept (the caller must not remove it then).
    */
-  give(dir: string, listing: Dirent[]): boolean {
-    if (this.free.length >= this.max || !reusable(dir, listing)) return false;
+  give(dir: string): boolean {
+    if (this.free.length >= this.max) return false;
+    const listing = list(dir);
+    if (!listing || !clean(dir, true, listing)) return false;
     try {
       for (const entry of listing) if (DROPPED.has(entry.name)) unlinkSync(join(dir, entry.name));
       sequence += 1;
@@ -66,13 +71,26 @@ export class AttemptDirPool {
   }
 }
 
-function reusable(dir: string, listing: Dirent[]): boolean {
+function list(dir: string): Dirent[] | null {
+  try {
+    return readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A regular payload.json and an empty scratch/ folder, and (when `dropping`, at the end of an attempt)
+ * maybe a regular result.json and progress.jsonl: nothing else.
+ */
+function clean(dir: string, dropping: boolean, listing = list(dir)): boolean {
+  if (!listing) return false;
   let payload = false;
   let scratch = false;
   for (const entry of listing) {
     if (entry.name === 'payload.json' && entry.isFile()) payload = true;
     else if (entry.name === 'scratch' && entry.isDirectory()) scratch = true;
-    else if (!(DROPPED.has(entry.name) && entry.isFile())) return false;
+    else if (!(dropping && DROPPED.has(entry.name) && entry.isFile())) return false;
   }
   if (!payload || !scratch) return false;
   try {

@@ -174,7 +174,7 @@ function removeListed(dir: string, listing: Dirent[]): boolean {
  * invariants above (host processes only).
  */
 export async function removeAttemptFiles(dir: string, listing: Dirent[] | null = null, pool: AttemptDirPool | null = null): Promise<boolean> {
-  if (listing && pool?.give(dir, listing)) return true;
+  if (listing && pool?.give(dir)) return true;
   if (listing && removeListed(dir, listing)) return true;
   try {
     await rm(dir, { recursive: true, force: true, maxRetries: 2 });

@@ -352,6 +352,29 @@ describe('process runtime: attempt files', { skip }, () => {
     assert.deepEqual(await leftovers(), []);
   });
 
+  it('never hands on a kept folder that something wrote into while it waited (it is removed instead)', async () => {
+    // A runtime and work dir of its own: the kept folders here are exactly this pool's.
+    const dir = join(scratch, 'pool-check');
+    const rt = new ProcessRuntime({ killGraceMs: 300, drainMs: 300 });
+    try {
+      const own = await rt.prepare(prepareInput(hashOf('pool-check'), dir));
+      assert.equal((await start({ prepared: own, runnerCommand: ['true'] }, rt).done()).outcome.exitCode, 0);
+      const root = join(dir, 'attempts');
+      const kept = (await readdir(root)).filter((n) => n.startsWith('.free-'));
+      assert.equal(kept.length, 1);
+      // As a process that escaped its task's group could, with the folder open.
+      await writeFile(join(root, kept[0]!, 'scratch', 'late-write'), 'x');
+      const run = await start({ prepared: own, runnerCommand: ['sh', '-c', 'ls -A "$(dirname "$COMPUTALOT_TASK_PAYLOAD")" "$COMPUTALOT_SCRATCH_DIR" | tr "\\n" " "'] }, rt).done();
+      assert.equal(run.outcome.exitCode, 0);
+      assert.ok(!text(run).includes('late-write'), text(run));
+      const all = execFileSync('find', [root], { encoding: 'utf8' });
+      assert.ok(!all.includes('late-write'), all);
+      assert.equal((await readdir(root)).filter((n) => n.startsWith('.free-')).length, 1, 'the clean folder of the second attempt is kept');
+    } finally {
+      await rt.close();
+    }
+  });
+
   it('keeps no folder with anything else in it: scratch files, extra files, a symlink for a result', async () => {
     const scripts = [
       'echo x > "$COMPUTALOT_SCRATCH_DIR/leftover-scratch"',
