@@ -15,7 +15,8 @@ status=0
 run_pass() {
   local store=$1
   echo "=== test pass: $store ==="
-  COMPUTALOT_TEST_STORE=$store node --import tsx --test --test-concurrency=2 --test-reporter=spec "${files[@]}" 2>&1 | tee -a "$log"
+  # --test-timeout: a safety net (10 min per test), so a hang fails its test instead of the whole run.
+  COMPUTALOT_TEST_STORE=$store node --import tsx --test --test-concurrency=2 --test-timeout=600000 --test-reporter=spec "${files[@]}" 2>&1 | tee -a "$log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 }
 

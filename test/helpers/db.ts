@@ -25,10 +25,23 @@ export async function testDatabase(): Promise<TestDatabase> {
   return {
     url: url.toString(),
     async drop() {
-      const c = new pg.Client(adminUrl());
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
+      // Bounded: a test run once hung for good here, its admin connection idle after the DROP had run
+      // (seen in a CI run while other test runs shared the cluster). A database left behind is harmless
+      // (uniquely named); a hung hook is not.
+      const c = new pg.Client({ connectionString: adminUrl(), query_timeout: 30_000, connectionTimeoutMillis: 30_000 });
+      let timer: NodeJS.Timeout | undefined;
+      const limit = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), 30_000); });
+      const work = (async () => {
+        await c.connect();
+        await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      })();
+      work.catch(() => undefined); // awaited below, unless the time limit wins and it is left behind
+      try {
+        if ((await Promise.race([work.then(() => 'done' as const), limit])) === 'done') await work;
+      } finally {
+        clearTimeout(timer);
+        await Promise.race([c.end().catch(() => undefined), new Promise((r) => setTimeout(r, 1_000))]);
+      }
     },
   };
 }

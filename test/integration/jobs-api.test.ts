@@ -4,14 +4,15 @@
  * bad bodies. A real server with an embedded worker, a real database, real processes.
  */
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { call, makeAccount, type TestAccount } from '../helpers/http.js';
 import { alive, pushFixture, results, submit, tasks, waitJob } from '../helpers/jobs.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { ROOT, startTestServer, type TestServer } from '../helpers/server.js';
 
 describe('jobs API', () => {
   let srv: TestServer;
@@ -203,6 +204,38 @@ describe('jobs API', () => {
     const [task] = await tasks(srv.url, acc.member, j.id);
     assert.deepEqual(task.latest_progress, { progress: 1, message: 'step 4' });
     assert.match(task.live_feedback.output_tail, /step 4/);
+  });
+
+  it('a submit right after a push, an env change or a delete sees it (submits may plan from a cached project, never a stale one)', async () => {
+    const name = 'moving';
+    await pushFixture(srv.url, acc.member, name);
+    const first = await submit(srv.url, acc.member, { project: name, payload: { mode: 'echo' } });
+    const hashOf = async (id: string) => (await call(srv.url, 'GET', `/api/v1/jobs/${id}`, { token: acc.member })).body.content_hash;
+    const before = await hashOf(first.id);
+    // A new revision: a different tarball (gzip level changes nothing inside; an extra file does).
+    const dir = await mkdtemp(join(tmpdir(), 'moving-'));
+    execFileSync('cp', ['-r', `${join(ROOT, 'test/fixtures/jobs-project')}/.`, dir]);
+    await writeFile(join(dir, 'extra.txt'), 'b');
+    const tarball = join(dir, '..', `moving-${process.pid}.tar.gz`);
+    execFileSync('tar', ['czf', tarball, '-C', dir, '.']);
+    const pushed = await call(srv.url, 'POST', `/api/v1/projects/${name}/push`, { token: acc.member, body: await readFile(tarball) });
+    assert.equal(pushed.status, 201, pushed.text);
+    const second = await submit(srv.url, acc.member, { project: name, payload: { mode: 'echo' } });
+    assert.notEqual(await hashOf(second.id), before);
+    assert.equal(await hashOf(second.id), pushed.body.content_hash);
+    // The project's env, layered under the job's.
+    assert.equal((await call(srv.url, 'PUT', `/api/v1/projects/${name}`, { token: acc.member, json: { env: { GREETING: 'changed' } } })).status, 200);
+    const third = await submit(srv.url, acc.member, { project: name, payload: { mode: 'echo' } });
+    await waitJob(srv.url, acc.member, third.id);
+    assert.equal((await results(srv.url, acc.member, third.id)).aggregate_result.env.GREETING, 'changed');
+    // Deleted (once idle): the next submit is a 404, not a job.
+    for (const id of [first.id, second.id]) await waitJob(srv.url, acc.member, id);
+    assert.equal((await call(srv.url, 'DELETE', `/api/v1/projects/${name}`, { token: acc.member })).status, 204);
+    const gone = await call(srv.url, 'POST', '/api/v1/jobs', { token: acc.member, json: { project: name, payload: { mode: 'echo' } } });
+    assert.equal(gone.status, 404);
+    assert.equal(gone.body.error.code, 'project_not_found');
+    await rm(dir, { recursive: true, force: true });
+    await rm(tarball, { force: true });
   });
 
   it('honours idempotency keys: same body → same job (200), other body → 409', async () => {
