@@ -41,7 +41,6 @@ export const ERRORS = {
   idempotency_conflict: spec(409, 'Idempotency key "{key}" was already used for job {job_id} with a different request; use a new key for a different job.'),
   push_in_progress: spec(409, 'Another push of project "{name}" is still being taken in; retry in a second.', true),
   project_not_pushed: spec(409, 'Project "{name}" has no revision yet; push a tarball first (POST /api/v1/projects/{name}/push).'),
-  project_changed: spec(409, 'Project "{name}" kept changing (pushes or updates) while the job was being submitted; submit it again.', true),
   lease_mismatch: spec(409, 'The lease on task {task_id} attempt {attempt} is no longer held by this worker; drop the attempt.'),
   // 412
   kv_version_mismatch: spec(412, 'KV key "{key}" is at version {current}, not {expected}; read it again and retry with its ETag in If-Match.'),

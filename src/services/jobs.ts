@@ -32,25 +32,13 @@ export function requestHash(body: unknown): string {
 }
 
 export async function submitJobs(deps: Deps, accountId: string, bodies: unknown[], headerKey: string | null): Promise<SubmitAnswer[]> {
-  const answers = await submitOnce(deps, accountId, bodies, headerKey, false);
-  // Planned from a cached project that changed since (pushed, updated, deleted): nothing of these jobs
-  // was written; they go again from a fresh read, which cannot be stale.
-  const again = answers.flatMap((a, i) => ('error' in a && a.error.code === 'project_changed' ? [i] : []));
-  if (again.length === 0) return answers;
-  for (const i of again) forgetProject(deps, accountId, (bodies[i] as { project?: unknown }).project);
-  const retried = await submitOnce(deps, accountId, again.map((i) => bodies[i]), headerKey, true);
-  again.forEach((i, k) => { answers[i] = retried[k]!; });
-  return answers;
-}
-
-async function submitOnce(deps: Deps, accountId: string, bodies: unknown[], headerKey: string | null, fresh: boolean): Promise<SubmitAnswer[]> {
   const answers: Array<SubmitAnswer | null> = [];
   const jobs: NewJob[] = [];
   const slots: number[] = [];
-  const projects = new Map<string, ProjectEntry | AppError>();
+  const projects = new Map<string, { project: Project; revision: Revision } | AppError>();
   for (const body of bodies) {
     try {
-      const job = await prepareJob(deps, accountId, body, headerKey, projects, fresh);
+      const job = await prepareJob(deps, accountId, body, headerKey, projects);
       slots.push(answers.length);
       answers.push(null);
       jobs.push(job);
@@ -126,66 +114,35 @@ function projectsOf(deps: Deps): ProjectLoader {
   return loader;
 }
 
-interface ProjectEntry { project: Project; revision: Revision; cached: boolean }
-
-/**
- * PostgreSQL: the projects submits were last planned from, per server. A submit planned from one of these
- * is guarded (NewJob.guard): written only if the project still has that revision active and that env, so
- * a stale entry costs one fresh read and never a job on the wrong revision; it saves a round trip on
- * every other submit.
- */
-const plannedFrom = new WeakMap<Deps, Map<string, { project: Project; revision: Revision }>>();
-const PLANNED_FROM_MAX = 1_000;
-
-function forgetProject(deps: Deps, accountId: string, name: unknown): void {
-  if (typeof name === 'string') plannedFrom.get(deps)?.delete(projectKey(accountId, name));
-}
-
-async function projectFor(deps: Deps, accountId: string, name: string, cache: Map<string, ProjectEntry | AppError>, fresh: boolean): Promise<ProjectEntry> {
+async function projectFor(deps: Deps, accountId: string, name: string, cache: Map<string, { project: Project; revision: Revision } | AppError>) {
   let entry = cache.get(name);
-  // A fresh read asked for (an idempotency key) where this request planned from the cached project.
-  if (fresh && entry && !(entry instanceof AppError) && entry.cached) entry = undefined;
   if (!entry) {
-    const postgres = deps.store.dialect === 'postgres';
-    let known = postgres ? plannedFrom.get(deps) : undefined;
-    if (postgres && !known) plannedFrom.set(deps, known = new Map());
-    const hit = fresh ? undefined : known?.get(projectKey(accountId, name));
-    if (hit) {
-      entry = { ...hit, cached: true };
-    } else {
-      // PostgreSQL: batched with the other submits of this turn. SQLite: a read is an in-process call, and
-      // waiting a turn to batch it only cost throughput (7.4k → 6.5k single submits/s, measured).
-      const project = postgres ? await projectsOf(deps).load(projectKey(accountId, name)) : await deps.store.getProject(accountId, name);
-      const revision = project?.active_revision_id ? await revisionById(deps, project.active_revision_id) : null;
-      entry = !project ? new AppError('project_not_found', { name })
-        : !revision ? new AppError('project_not_pushed', { name })
-        : { project, revision, cached: false };
-      if (known) {
-        if (entry instanceof AppError) known.delete(projectKey(accountId, name));
-        else {
-          if (known.size >= PLANNED_FROM_MAX) known.clear();
-          known.set(projectKey(accountId, name), { project: entry.project, revision: entry.revision });
-        }
-      }
-    }
+    // PostgreSQL: batched with the other submits of this turn. SQLite: a read is an in-process call, and
+    // waiting a turn to batch it only cost throughput (7.4k → 6.5k single submits/s, measured).
+    const project = deps.store.dialect === 'postgres'
+      ? await projectsOf(deps).load(projectKey(accountId, name))
+      : await deps.store.getProject(accountId, name);
+    const revision = project?.active_revision_id ? await revisionById(deps, project.active_revision_id) : null;
+    entry = !project ? new AppError('project_not_found', { name })
+      : !revision ? new AppError('project_not_pushed', { name })
+      : { project, revision };
     cache.set(name, entry);
   }
   if (entry instanceof AppError) throw entry;
   return entry;
 }
 
-async function prepareJob(deps: Deps, accountId: string, body: unknown, headerKey: string | null, cache: Map<string, ProjectEntry | AppError>, fresh: boolean): Promise<NewJob> {
+async function prepareJob(deps: Deps, accountId: string, body: unknown, headerKey: string | null, cache: Map<string, { project: Project; revision: Revision } | AppError>): Promise<NewJob> {
   const checked = validateSubmit(body);
   if (!checked.ok) {
     const first = checked.problems[0];
     throw new AppError('validation_failed', { summary: first ? `${first.path || '(body)'} ${first.message}` : 'invalid job' }, { problems: checked.problems });
   }
   const spec: ValidSubmit = checked.value;
-  const key = spec.idempotency_key ?? headerKey;
-  // A job with an idempotency key is planned from a fresh read: its key row is written before the job.
-  const { project, revision, cached } = await projectFor(deps, accountId, spec.project, cache, fresh || key !== null);
+  const { project, revision } = await projectFor(deps, accountId, spec.project, cache);
   const manifest = revision.manifest as { entrypoint?: { command?: string[] } | null };
   const plan = planJob(spec, { entrypoint: manifest.entrypoint?.command ?? null });
+  const key = spec.idempotency_key ?? headerKey;
   return {
     account_id: accountId, project_id: project.id, project: project.name, revision_id: revision.id,
     content_hash: revision.content_hash, type: plan.type, priority: spec.priority, timeout_s: spec.timeout_s,
@@ -196,7 +153,6 @@ async function prepareJob(deps: Deps, accountId: string, body: unknown, headerKe
     spec: spec as unknown as Record<string, unknown>,
     idempotency: key ? { key, request_hash: requestHash(body) } : null,
     tasks_total: plan.tasksTotal,
-    guard: cached ? { project_env: project.env } : null,
     tasks: plan.tasks.map((t) => ({
       index: t.index, kind: t.kind, payload: t.payload, item: t.item, runner_command: t.runner_command,
       meta: { ...(t.strategy !== undefined ? { strategy: t.strategy } : {}), ...(t.repeat !== undefined ? { repeat: t.repeat } : {}), ...(t.params !== undefined ? { params: t.params } : {}) },

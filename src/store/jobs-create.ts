@@ -23,12 +23,6 @@ export interface NewJob {
   spec: Record<string, unknown>; idempotency: { key: string; request_hash: string } | null; tasks: NewTask[];
   /** tasks.length, plus one for a map_reduce job's reduce task, created when the maps have ended. */
   tasks_total: number;
-  /**
-   * Planned from a cached project (PostgreSQL, services/jobs.ts): created only if the project still has
-   * `revision_id` active and this env (which the job's env was layered on); otherwise the outcome is
-   * `project_changed` and nothing of the job is written.
-   */
-  guard?: { project_env: Record<string, string> } | null;
 }
 
 export type CreateOutcome = { job_id: string; replayed: boolean; created_at: string };
@@ -63,8 +57,6 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[]): Promise<Arra
   const out: Array<CreateOutcome | AppError> = [];
   const jobRows: Record<string, unknown>[] = [];
   const taskRows: Record<string, unknown>[] = [];
-  /** Created here, announced once written (a guarded job may not be). */
-  const created: Array<{ at: number; id: string; job: NewJob }> = [];
   for (const job of jobs) {
     let replay: CreateOutcome | null;
     try {
@@ -74,8 +66,6 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[]): Promise<Arra
       throw err;
     }
     if (replay) { out.push(replay); continue; }
-    // A key's row is written before the job: a guarded job that is then not written would leave it behind.
-    if (job.guard && job.idempotency) throw new Error('a job with an idempotency key is planned from a fresh read, never guarded');
     const id = newId('job');
     if (job.idempotency) {
       await t.tx.insertInto('idempotency_keys').values({
@@ -98,51 +88,25 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[]): Promise<Arra
     for (const task of job.tasks) {
       taskRows.push(taskRow(id, job, task, now, deadline));
     }
-    created.push({ at: out.length, id, job });
-    out.push({ job_id: id, replayed: false, created_at: now });
-  }
-  let written: Set<string> | null = null;
-  if (t.dialect === 'postgres' && jobRows.length > 0) {
-    written = await insertGuarded(t, jobRows.map((row, i) => ({ ...row, guard_env: guardOf(created[i]!.job) })), taskRows);
-  } else {
-    if (jobs.some((job) => job.guard)) throw new Error('guarded jobs are for the PostgreSQL bulk insert only');
-    await insertChunked(t.tx, 'jobs', jobRows);
-    if (jobRows.length > 0) t.hasXid = true;
-    await insertChunked(t.tx, 'tasks', taskRows);
-  }
-  for (const { at, id, job } of created) {
-    if (written && !written.has(id)) {
-      out[at] = new AppError('project_changed', { name: job.project });
-      continue;
-    }
     t.emit({
       type: 'job.created', accountId: job.account_id, projectId: job.project_id, jobId: id,
       data: { job_id: id, project: job.project, type: job.type, tasks_total: job.tasks_total, content_hash: job.content_hash },
     });
+    out.push({ job_id: id, replayed: false, created_at: now });
+  }
+  if (t.dialect === 'postgres' && jobRows.length > 0 && taskRows.length > 0) {
+    // The jobs and their tasks in one statement of one parameter each (pg-bulk.ts): a round trip less on
+    // the submit path, and no 45,000-parameter statements for a batch. The rows the CTE inserts are
+    // there for the foreign key check at the end of the statement.
+    await sql`with new_jobs as (${bulkInsert(t.columnTypes!, 'jobs', jobRows)}) ${bulkInsert(t.columnTypes!, 'tasks', taskRows)}`.execute(t.tx);
+    t.hasXid = true;
+  } else {
+    await insertChunked(t.tx, 'jobs', jobRows);
+    if (jobRows.length > 0) t.hasXid = true;
+    await insertChunked(t.tx, 'tasks', taskRows);
   }
   if (taskRows.length > 0) t.addWork();
   return out;
-}
-
-const guardOf = (job: NewJob) => (job.guard ? JSON.stringify(job.guard.project_env) : null);
-
-/**
- * PostgreSQL: the jobs and their tasks in one statement of one parameter each (pg-bulk.ts): a round trip
- * less on the submit path, and no 45,000-parameter statements for a batch. A guarded job is inserted only
- * if its project still has its revision active and its env; its tasks only if it was. The rows the CTE
- * inserts are there for the foreign key check at the end of the statement. Answers the jobs written.
- */
-async function insertGuarded(t: TxContext, jobRows: Record<string, unknown>[], taskRows: Record<string, unknown>[]): Promise<Set<string>> {
-  const types = t.columnTypes!;
-  const current = sql`r.guard_env is null or exists (select 1 from projects p where p.id = r.project_id
-    and p.active_revision_id = r.revision_id and p.env::jsonb = r.guard_env::jsonb)`;
-  const tasks = taskRows.length === 0 ? sql``
-    : sql`, new_tasks as (${bulkInsert(types, 'tasks', taskRows, {}, sql`r.job_id in (select id from new_jobs)`)})`;
-  const { rows } = await sql<{ id: string }>`
-    with new_jobs as (${bulkInsert(types, 'jobs', jobRows, { guard_env: 'text' }, current)} returning id)${tasks}
-    select id from new_jobs`.execute(t.tx);
-  if (rows.length > 0) t.hasXid = true;
-  return new Set(rows.map((r) => r.id));
 }
 
 export function taskRow(jobId: string, job: Pick<NewJob, 'account_id' | 'project_id' | 'priority' | 'profile'>, task: NewTask, now: string, deadline: string | null) {

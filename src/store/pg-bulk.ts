@@ -32,25 +32,15 @@ export async function loadColumnTypes(db: Kysely<any>): Promise<ColumnTypes> {
  * parameters were the first try: node-postgres escapes each array element with two regex replaces in
  * JS, which took 40 % of the server's busy time in a batch submit.
  */
-export function bulkInsert(
-  types: ColumnTypes, table: string, rows: ReadonlyArray<Record<string, unknown>>,
-  /** Fields of the rows that are not columns (read by `where` as r.<name>), with their types. */
-  extra: Readonly<Record<string, string>> = {},
-  /** Only rows for which this holds are inserted (`r` names the row). */
-  where: RawBuilder<unknown> | null = null,
-): RawBuilder<unknown> {
+export function bulkInsert(types: ColumnTypes, table: string, rows: ReadonlyArray<Record<string, unknown>>): RawBuilder<unknown> {
   const columnTypes = types.get(table);
   if (!columnTypes) throw new Error(`unknown table ${table}`);
-  const columns = Object.keys(rows[0] ?? {}).filter((key) => !(key in extra));
-  const definitions = [
-    ...columns.map((column) => {
-      const type = columnTypes.get(column);
-      if (!type) throw new Error(`unknown column ${table}.${column}`);
-      return sql`${sql.ref(column)} ${sql.raw(type)}`;
-    }),
-    ...Object.entries(extra).map(([name, type]) => sql`${sql.ref(name)} ${sql.raw(type)}`),
-  ];
+  const columns = Object.keys(rows[0] ?? {});
+  const definitions = columns.map((column) => {
+    const type = columnTypes.get(column);
+    if (!type) throw new Error(`unknown column ${table}.${column}`);
+    return sql`${sql.ref(column)} ${sql.raw(type)}`;
+  });
   const names = sql.join(columns.map((c) => sql.ref(c)));
-  const filter = where ? sql` where ${where}` : sql``;
-  return sql`insert into ${sql.table(table)} (${names}) select ${names} from json_to_recordset(${JSON.stringify(rows)}::json) as r(${sql.join(definitions)})${filter}`;
+  return sql`insert into ${sql.table(table)} (${names}) select ${names} from json_to_recordset(${JSON.stringify(rows)}::json) as r(${sql.join(definitions)})`;
 }
