@@ -1,5 +1,5 @@
 /**
- * The lease on PostgreSQL as one statement. On SQLite (jobs-lease.ts) a lease is five statements, which
+ * The lease on PostgreSQL as one statement. On SQLite (jobs-lease.ts) a lease is several statements, which
  * cost nothing in-process; here each is a network round trip, and the lease sits on both hot paths (a
  * submit's direct dispatch, and every report-and-lease of a fan-out). Same rules, written as CTEs:
  *

@@ -72,7 +72,7 @@ export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T
 }
 
 /** SQLite: rows per insert, under its bound-parameter limit when a change emits an event per task of a
- * large job (a cancel of 100,000 queued tasks). PostgreSQL inserts them all as arrays (pg-bulk.ts). */
+ * large job (a cancel of 100,000 queued tasks). PostgreSQL inserts them all as one JSON parameter (pg-bulk.ts). */
 const EVENT_CHUNK = 5_000;
 
 /** Appends the events (and on PostgreSQL sends the NOTIFYs, the work one when `work`); the last id. */
