@@ -18,7 +18,8 @@
  *   attempt's paths and the protocol's promises (an empty scratch/, only its payload) are the same as for
  *   a fresh folder.
  * - At most `max` folders are kept; the rest are removed. Kept folders are named `.free-*` in the attempts
- *   folder and hold only an empty scratch/ and a stale payload.json (mode 0600).
+ *   folder and hold only an empty scratch/ and a stale payload.json (mode 0600); a new pool removes those
+ *   an earlier process left.
  * - Not for sandboxes: there the task owns the folder from inside and could swap parts of it for links
  *   between the listing and the reuse. On the host, a task runs with the worker's own rights anyway.
  */
@@ -34,7 +35,13 @@ const DROPPED = new Set(['result.json', 'progress.jsonl']);
 export class AttemptDirPool {
   private readonly free: string[] = [];
 
-  constructor(private readonly root: string, private readonly max: number) {}
+  constructor(private readonly root: string, private readonly max: number) {
+    // Folders a previous server process kept are nobody's now (the pool lives in memory): remove them,
+    // so restarts do not pile them up.
+    for (const entry of list(root) ?? []) {
+      if (entry.name.startsWith('.free-')) rmSync(join(root, entry.name), { recursive: true, force: true });
+    }
+  }
 
   /** Moves a kept folder to `dir` (which must not exist); false when none is kept (or the move failed). */
   take(dir: string): boolean {

@@ -373,6 +373,16 @@ describe('process runtime: attempt files', { skip }, () => {
     } finally {
       await rt.close();
     }
+    // A later server process (a new runtime) removes what this one kept.
+    const next = new ProcessRuntime({ killGraceMs: 300, drainMs: 300 });
+    try {
+      const own = await next.prepare(prepareInput(hashOf('pool-check'), dir));
+      assert.equal((await start({ prepared: own, runnerCommand: ['sh', '-c', 'ls -A "$(dirname "$(dirname "$COMPUTALOT_TASK_PAYLOAD")")"'] }, next).done()).outcome.exitCode, 0);
+      const kept = (await readdir(join(dir, 'attempts'))).filter((n) => n.startsWith('.free-'));
+      assert.equal(kept.length, 1, `only the new process's own folder: ${kept.join(' ')}`);
+    } finally {
+      await next.close();
+    }
   });
 
   it('keeps no folder with anything else in it: scratch files, extra files, a symlink for a result', async () => {
