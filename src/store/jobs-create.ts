@@ -9,7 +9,8 @@ import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { sql } from 'kysely';
 import { bulkInsert } from './pg-bulk.js';
-import type { Tx, TxContext } from './tx.js';
+import { NOTIFY_CHANNEL, WORK_CHANNEL } from './event-feed.js';
+import { eventRows, type EventInput, type Tx, type TxContext } from './tx.js';
 
 export const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
 
@@ -52,11 +53,16 @@ async function replayOf(tx: Tx, job: NewJob, now: string): Promise<CreateOutcome
 }
 
 /** Creates jobs in the caller's transaction; per-job errors (idempotency) are returned, not thrown. */
-export async function createJobsInTx(t: TxContext, jobs: NewJob[]): Promise<Array<CreateOutcome | AppError>> {
+/**
+ * `notifyWork`: on PostgreSQL, send the work NOTIFY with the insert (the caller knows no task of these jobs
+ * will be leased in this transaction).
+ */
+export async function createJobsInTx(t: TxContext, jobs: NewJob[], notifyWork = false): Promise<Array<CreateOutcome | AppError>> {
   const now = nowIso();
   const out: Array<CreateOutcome | AppError> = [];
   const jobRows: Record<string, unknown>[] = [];
   const taskRows: Record<string, unknown>[] = [];
+  const created: EventInput[] = [];
   for (const job of jobs) {
     let replay: CreateOutcome | null;
     try {
@@ -88,25 +94,51 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[]): Promise<Arra
     for (const task of job.tasks) {
       taskRows.push(taskRow(id, job, task, now, deadline));
     }
-    t.emit({
+    created.push({
       type: 'job.created', accountId: job.account_id, projectId: job.project_id, jobId: id,
       data: { job_id: id, project: job.project, type: job.type, tasks_total: job.tasks_total, content_hash: job.content_hash },
     });
     out.push({ job_id: id, replayed: false, created_at: now });
   }
   if (t.dialect === 'postgres' && jobRows.length > 0 && taskRows.length > 0) {
-    // The jobs and their tasks in one statement of one parameter each (pg-bulk.ts): a round trip less on
-    // the submit path, and no 45,000-parameter statements for a batch. The rows the CTE inserts are
-    // there for the foreign key check at the end of the statement.
-    await sql`with new_jobs as (${bulkInsert(t.columnTypes!, 'jobs', jobRows)}) ${bulkInsert(t.columnTypes!, 'tasks', taskRows)}`.execute(t.tx);
-    t.hasXid = true;
+    await insertWithEvents(t, jobRows, taskRows, created, notifyWork);
   } else {
+    for (const event of created) t.emit(event);
     await insertChunked(t.tx, 'jobs', jobRows);
     if (jobRows.length > 0) t.hasXid = true;
     await insertChunked(t.tx, 'tasks', taskRows);
   }
   if (taskRows.length > 0) t.addWork();
   return out;
+}
+
+/**
+ * PostgreSQL: the jobs, their tasks and their job.created events in one statement of one parameter each
+ * (pg-bulk.ts), with the events' NOTIFY: on a submit's path that is the whole transaction but BEGIN and
+ * COMMIT, and no 45,000-parameter statements for a batch. The rows the CTEs insert are there for the
+ * foreign key check at the end of the statement. The events are read through `new_jobs`, so no event id
+ * is drawn before a job row gave the transaction its xid (tx.ts, high-water.ts).
+ */
+async function insertWithEvents(t: TxContext, jobRows: Record<string, unknown>[], taskRows: Record<string, unknown>[], events: EventInput[], notifyWork: boolean): Promise<void> {
+  const types = t.columnTypes!;
+  const work = notifyWork ? sql`, pg_notify(${WORK_CHANNEL}, '')` : sql``;
+  const { rows: [top] } = await sql<{ id: string }>`
+    with new_jobs as (${bulkInsert(types, 'jobs', jobRows)} returning id),
+    new_tasks as (${bulkInsert(types, 'tasks', taskRows)}),
+    ev as (
+      insert into events (account_id, project_id, job_id, type, data, created_at)
+      select e.account_id, e.project_id, e.job_id, e.type, e.data, e.created_at
+      from rows from (json_to_recordset(${JSON.stringify(eventRows(events))}::json)
+        as (account_id text, project_id text, job_id text, type text, data text, created_at text))
+        with ordinality as e(account_id, project_id, job_id, type, data, created_at, ord)
+      join new_jobs j on j.id = e.job_id
+      order by e.ord
+      returning id
+    )
+    select max(id) as id, pg_notify(${NOTIFY_CHANNEL}, max(id)::text)${work} from ev`.execute(t.tx);
+  t.hasXid = true;
+  t.lastEventId = Math.max(t.lastEventId, Number(top!.id));
+  if (notifyWork) t.workNotified = true;
 }
 
 export function taskRow(jobId: string, job: Pick<NewJob, 'account_id' | 'project_id' | 'priority' | 'profile'>, task: NewTask, now: string, deadline: string | null) {

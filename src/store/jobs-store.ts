@@ -19,7 +19,8 @@ export function jobVerbs(ctx: StoreContext): JobVerbs {
     // Direct dispatch: the workers that reserved slots lease in the creating transaction itself, in queue
     // order (so older or higher-priority tasks still go first), saving a transaction and a wake-up.
     createJobs: (jobs, direct = []) => inTx(ctx, async (t) => {
-      const outcomes = await createJobsInTx(t, jobs);
+      // No direct lease: the work NOTIFY can go with the insert (one statement less on PostgreSQL).
+      const outcomes = await createJobsInTx(t, jobs, direct.length === 0);
       const leased = [];
       for (const req of direct) leased.push(await leaseInTx(t, req));
       // Every new task already has its worker: waking all workers (in every process, on PostgreSQL by

@@ -33,6 +33,10 @@ export class TxContext {
    * event append then skips its own pg_current_xact_id() round trip (see appendEvents). Unset is safe.
    */
   hasXid = false;
+  /** The last event id a statement of this transaction wrote itself (createJobs on PostgreSQL), if any. */
+  lastEventId = 0;
+  /** The work NOTIFY went out with such a statement: the commit only has to wake this process's workers. */
+  workNotified = false;
   constructor(
     readonly tx: Tx, readonly dialect: Connection['dialect'], readonly leaseSeconds: number,
     /** PostgreSQL: column types for bulk inserts (pg-bulk.ts). */
@@ -61,8 +65,10 @@ export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T
     const t = new TxContext(tx, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes);
     const result = await fn(t);
     work = t.workAdded;
-    if (t.events.length > 0) lastId = await appendEvents(t, work);
-    else if (work && t.dialect === 'postgres') await sql`select pg_notify(${WORK_CHANNEL}, '')`.execute(t.tx);
+    const notifyWork = work && !t.workNotified;
+    if (t.events.length > 0) lastId = await appendEvents(t, notifyWork);
+    else if (notifyWork && t.dialect === 'postgres') await sql`select pg_notify(${WORK_CHANNEL}, '')`.execute(t.tx);
+    lastId = Math.max(lastId, t.lastEventId);
     return result;
   });
   if (lastId > 0) ctx.feed.wake(lastId);
@@ -75,10 +81,10 @@ export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T
  * large job (a cancel of 100,000 queued tasks). PostgreSQL inserts them all as one JSON parameter (pg-bulk.ts). */
 const EVENT_CHUNK = 5_000;
 
-/** Appends the events (and on PostgreSQL sends the NOTIFYs, the work one when `work`); the last id. */
-async function appendEvents(t: TxContext, work: boolean): Promise<number> {
+/** Event inputs as rows of the events table. */
+export function eventRows(events: readonly EventInput[]) {
   const createdAt = nowIso();
-  const rows = t.events.map((e) => ({
+  return events.map((e) => ({
     account_id: e.accountId,
     project_id: e.projectId ?? null,
     job_id: e.jobId ?? null,
@@ -86,6 +92,11 @@ async function appendEvents(t: TxContext, work: boolean): Promise<number> {
     data: JSON.stringify(e.data),
     created_at: createdAt,
   }));
+}
+
+/** Appends the events (and on PostgreSQL sends the NOTIFYs, the work one when `work`); the last id. */
+async function appendEvents(t: TxContext, work: boolean): Promise<number> {
+  const rows = eventRows(t.events);
   if (t.dialect === 'sqlite') {
     let last = 0;
     for (let i = 0; i < rows.length; i += EVENT_CHUNK) {

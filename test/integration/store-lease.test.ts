@@ -162,4 +162,16 @@ describe(`leases and batched reports (${storeKind()})`, () => {
       off();
     }
   });
+
+  it('writes the job.created events of a batch in submit order, after its jobs (and their tasks)', async () => {
+    const { outcomes } = await store.createJobs([job(1), job(2), job(3)]);
+    const ids = outcomes.map((o) => (o as CreateOutcome).job_id);
+    await store.latestEventId();
+    const created = [];
+    for (const id of ids) created.push(...(await eventsOf(id)).filter((e) => e.type === 'job.created'));
+    assert.deepEqual(created.map((e) => e.data.job_id), ids, 'one each');
+    assert.deepEqual(created.map((e) => e.id), [...created.map((e) => e.id)].sort((a, b) => a - b), 'in submit order');
+    assert.deepEqual(created.map((e) => e.data.tasks_total), [1, 2, 3]);
+    for (const id of ids) assert.equal((await tasksOf(id)).length, created.find((e) => e.data.job_id === id)!.data.tasks_total);
+  });
 });
