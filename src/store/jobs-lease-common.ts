@@ -12,7 +12,7 @@ export interface LeaseRequest {
   workerId: string; node: string; profile: string;
   /** Free slots: up to this many tasks in queue order. */
   slots: number;
-  /** Up to this many more, held for the slots as they free (see above). */
+  /** Up to this many more, held for the slots as they free (the prefetch rules: jobs-lease.ts). */
   prefetch?: number;
 }
 

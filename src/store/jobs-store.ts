@@ -1,9 +1,11 @@
 /** The job and worker verbs of the Store port, each one transaction (see the jobs-* modules for the rules). */
 import { addSeconds } from '../core/clock.js';
+import { AppError } from '../core/errors.js';
+import type { LeasedTask } from '../core/model.js';
 import { leaseInTx, markStartedInTx } from './jobs-lease.js';
 import { endAttemptsInTx, expireLeasesInTx } from './jobs-complete.js';
 import { cancelJobInTx, expireQueuedInTx, heartbeatInTx, liveUpdateInTx } from './jobs-control.js';
-import { createJobsInTx } from './jobs-create.js';
+import { createJobsInTx, type CreateOutcome, type NewJob } from './jobs-create.js';
 import { jobReads } from './jobs-read.js';
 import type { EndResult, Store, WorkerReports } from './port.js';
 import { inTx, type StoreContext, type TxContext } from './tx.js';
@@ -25,9 +27,7 @@ export function jobVerbs(ctx: StoreContext): JobVerbs {
       for (const req of direct) leased.push(await leaseInTx(t, req));
       // Every new task already has its worker: waking all workers (in every process, on PostgreSQL by
       // NOTIFY) would only make each run an empty lease, right on the dispatch path.
-      const created = new Set(outcomes.flatMap((o) => ('job_id' in o && !o.replayed ? [o.job_id] : [])));
-      const newTasks = jobs.reduce((n, job, i) => n + (created.has((outcomes[i] as { job_id?: string }).job_id ?? '') ? job.tasks.length : 0), 0);
-      if (newTasks > 0 && leased.flat().filter((task) => created.has(task.job_id)).length === newTasks) t.workAdded = false;
+      if (allLeased(jobs, outcomes, leased.flat())) t.workAdded = false;
       return { outcomes, leased };
     }),
     cancelJob: (jobId, reason) => inTx(ctx, (t) => cancelJobInTx(t, jobId, reason)),
@@ -55,4 +55,16 @@ async function applyReportsInTx(t: TxContext, reports: WorkerReports): Promise<E
   await markStartedInTx(t, reports.started);
   await liveUpdateInTx(t, reports.live);
   return endAttemptsInTx(t, reports.ended);
+}
+
+/** Whether the jobs this submit created (not replays, not refusals) had every one of their tasks leased. */
+function allLeased(jobs: NewJob[], outcomes: Array<CreateOutcome | AppError>, leased: LeasedTask[]): boolean {
+  const created = new Set<string>();
+  let tasks = 0;
+  outcomes.forEach((outcome, i) => {
+    if (outcome instanceof AppError || outcome.replayed) return;
+    created.add(outcome.job_id);
+    tasks += jobs[i]!.tasks.length;
+  });
+  return tasks > 0 && leased.filter((task) => created.has(task.job_id)).length === tasks;
 }

@@ -2,7 +2,9 @@
  * Named prepared statements for the PostgreSQL hot path. Kysely sends every query unnamed, so PostgreSQL
  * parses and plans it each time; for the lease (jobs-lease-postgres.ts, a chain of CTEs) planning was
  * 0.35 ms of its 0.4 ms (pg_stat_statements with track_planning). A statement whose text starts with
- * PREPARED is sent under a name derived from its text, so each pooled connection parses and plans it once.
+ * PREPARED is sent under a name derived from its text, so each pooled connection parses it once, and
+ * plans it once whenever PostgreSQL settles on a generic plan (measured: 35 plans in 373 leases during a
+ * dispatch run; a fan-out run still planned most leases, PostgreSQL keeping custom plans there).
  *
  * Only marked statements: their texts are fixed (no IN-lists or VALUES batches of varying length), so the
  * number of names per connection stays small and bounded.
