@@ -34,20 +34,27 @@ export function leaseTerms(t: TxContext, req: LeaseRequest, now: string): LeaseT
 export interface LeasedRow { id: string; job_id: string; project_id: string; account_id: string; idx: number; attempt: number; payload: string; runner_command: string | null; kind: string }
 export interface LeasedJob { revision_id: string; content_hash: string; env: string; timeout_s: number; checkpoint: number; runner_command: string | null; tasks_total: number; project: string }
 
-/** The events of a lease (jobs that started, each task now preparing) and the tasks as the worker gets them. */
-export function announceLease(
-  t: TxContext, req: LeaseRequest, lease: LeaseTerms, leased: LeasedRow[], jobs: Map<string, LeasedJob>,
+/** The events of a lease, in order: jobs that started, then each task now preparing (the same events
+ * jobs-lease-postgres.ts writes in its statement). */
+export function emitLeaseEvents(
+  t: TxContext, req: LeaseRequest, lease: LeaseTerms, leased: LeasedRow[],
   started: Array<{ id: string; account_id: string; project_id: string }>,
-): LeasedTask[] {
+): void {
   for (const job of started) {
     t.emit({ type: 'job.status', accountId: job.account_id, projectId: job.project_id, jobId: job.id, data: { job_id: job.id, status: 'running', status_reason: lease.reason } });
   }
-  return leased.map((r) => {
-    const job = jobs.get(r.job_id)!;
+  for (const r of leased) {
     t.emit({
       type: 'task.status', accountId: r.account_id, projectId: r.project_id, jobId: r.job_id,
       data: { job_id: r.job_id, task_id: r.id, index: r.idx, status: 'preparing', attempt: r.attempt, node: req.node },
     });
+  }
+}
+
+/** The leased tasks as the worker gets them. */
+export function leasedTasks(lease: LeaseTerms, leased: LeasedRow[], jobs: Map<string, LeasedJob>): LeasedTask[] {
+  return leased.map((r) => {
+    const job = jobs.get(r.job_id)!;
     return {
       task_id: r.id, job_id: r.job_id, project_id: r.project_id, account_id: r.account_id, project: job.project,
       revision_id: job.revision_id, content_hash: job.content_hash, index: r.idx, task_count: job.tasks_total,

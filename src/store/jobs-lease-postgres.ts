@@ -11,24 +11,37 @@
  *   leased    the guarded UPDATE (status still leasable), a waiting reason for the held ones
  *   att       their attempt rows
  *   started   their jobs that were queued: now running
+ *   ev        the events: first those the transaction emitted before the lease (a report's ends), then the
+ *             lease's own, as emitLeaseEvents writes them on SQLite (jobs that started, then each task)
+ *   note      the last event id, and the NOTIFY that tells every process's streams
  *
  * Data-modifying CTEs all see the statement's snapshot: the final SELECT reads each job's unchanging
  * columns, and which jobs started comes from `started` itself.
+ *
+ * Writing the events here saves the commit's own events statement (a round trip on every dispatch and
+ * every fan-out flush), and makes a lease on its own one statement, which inStatement runs without BEGIN
+ * and COMMIT (tx.ts). The lease's events are read through `leased` and `started`, so no event id is drawn
+ * before an updated row gave the transaction its xid; events emitted earlier come after a change of
+ * their own (or pg_current_xact_id() first, as tx.ts does).
  */
 import { sql } from 'kysely';
 import { nowIso } from '../core/clock.js';
 import type { LeasedTask } from '../core/model.js';
-import { announceLease, LEASABLE, leaseTerms, TO_RUNNING_JOB, type LeasedJob, type LeasedRow, type LeaseRequest } from './jobs-lease-common.js';
+import { NOTIFY_CHANNEL } from './event-feed.js';
+import { LEASABLE, leasedTasks, leaseTerms, TO_RUNNING_JOB, type LeasedJob, type LeasedRow, type LeaseRequest } from './jobs-lease-common.js';
 import { PREPARED } from './pg-prepared.js';
-import type { TxContext } from './tx.js';
+import { eventRows, type TxContext } from './tx.js';
 
-type Row = LeasedRow & LeasedJob & { n: string; started_account_id: string | null; started_project_id: string | null };
+/** One row per leased task, or a single row of nulls but last_event_id when nothing was leased. */
+type Row = LeasedRow & LeasedJob & { n: string; last_event_id: number | null };
 
 export async function leasePostgresInTx(t: TxContext, req: LeaseRequest, extra: number): Promise<LeasedTask[]> {
   const now = nowIso();
   const slots = Math.max(0, req.slots);
   const limit = slots + extra;
   const lease = leaseTerms(t, req, now);
+  const pending = eventRows(t.events.splice(0));
+  if (pending.length > 0 && !t.hasXid) await sql`select pg_current_xact_id()`.execute(t.tx);
   const { rows } = await sql<Row>`${sql.raw(PREPARED)}
     with cand as materialized (
       select id, job_id, priority, available_at from tasks
@@ -65,25 +78,51 @@ export async function leasePostgresInTx(t: TxContext, req: LeaseRequest, extra: 
       update jobs set status = 'running', started_at = ${now}, status_reason = ${lease.reason}
       where id in (select job_id from leased) and status in (${sql.join(TO_RUNNING_JOB)})
       returning id, account_id, project_id
+    ),
+    ev as (
+      insert into events (account_id, project_id, job_id, type, data, created_at)
+      select account_id, project_id, job_id, type, data, created_at from (
+        select e.account_id, e.project_id, e.job_id, e.type, e.data, e.created_at, 0 as grp, e.ord
+        from rows from (json_to_recordset(${JSON.stringify(pending)}::json)
+          as (account_id text, project_id text, job_id text, type text, data text, created_at text))
+          with ordinality as e(account_id, project_id, job_id, type, data, created_at, ord)
+        union all
+        select s.account_id, s.project_id, s.id, 'job.status',
+          json_build_object('job_id', s.id, 'status', 'running', 'status_reason', ${lease.reason}::text)::text, ${now}, 1,
+          (select min(l.n) from leased l where l.job_id = s.id)
+        from started s
+        union all
+        select l.account_id, l.project_id, l.job_id, 'task.status',
+          json_build_object('job_id', l.job_id, 'task_id', l.id, 'index', l.idx, 'status', 'preparing',
+            'attempt', l.attempt, 'node', ${req.node}::text)::text, ${now}, 2, l.n
+        from leased l
+      ) e
+      order by grp, ord
+      returning id
+    ),
+    note as (
+      select max(id) as last_event_id,
+        case when max(id) is not null then pg_notify(${NOTIFY_CHANNEL}, max(id)::text) end as notified
+      from ev
     )
     select leased.*, j.revision_id, j.content_hash, j.env, j.timeout_s, j.checkpoint, j.runner_command as job_runner_command,
-      j.tasks_total, p.name as project, s.account_id as started_account_id, s.project_id as started_project_id
-    from leased
-    join jobs j on j.id = leased.job_id
-    join projects p on p.id = j.project_id
-    left join started s on s.id = leased.job_id
+      j.tasks_total, p.name as project, note.last_event_id
+    from note
+    left join leased on true
+    left join jobs j on j.id = leased.job_id
+    left join projects p on p.id = j.project_id
     order by leased.n`.execute(t.tx);
-  if (rows.length === 0) return [];
+  t.lastEventId = Math.max(t.lastEventId, rows[0]?.last_event_id ?? 0);
+  const taken = rows.filter((r) => r.id !== null);
+  if (taken.length === 0) return [];
   t.hasXid = true;
   const jobs = new Map<string, LeasedJob>();
-  const started = new Map<string, { id: string; account_id: string; project_id: string }>();
-  for (const r of rows) {
+  for (const r of taken) {
     const row = r as Row & { job_runner_command: string | null };
     jobs.set(row.job_id, {
       revision_id: row.revision_id, content_hash: row.content_hash, env: row.env, timeout_s: row.timeout_s,
       checkpoint: row.checkpoint, runner_command: row.job_runner_command, tasks_total: row.tasks_total, project: row.project,
     });
-    if (row.started_account_id !== null) started.set(row.job_id, { id: row.job_id, account_id: row.started_account_id, project_id: row.started_project_id! });
   }
-  return announceLease(t, req, lease, rows, jobs, [...started.values()]);
+  return leasedTasks(lease, taken, jobs);
 }

@@ -20,7 +20,7 @@ import { allowedFrom, TASK_TRANSITIONS } from '../core/states.js';
 import type { TxContext } from './tx.js';
 import { uniqueRuns, valuesTable } from './values-table.js';
 import { leasePostgresInTx } from './jobs-lease-postgres.js';
-import { announceLease, LEASABLE, leaseTerms, TO_RUNNING_JOB, type LeaseRequest } from './jobs-lease-common.js';
+import { emitLeaseEvents, LEASABLE, leasedTasks, leaseTerms, TO_RUNNING_JOB, type LeaseRequest } from './jobs-lease-common.js';
 
 export type { LeaseRequest };
 
@@ -79,7 +79,8 @@ export async function leaseInTx(t: TxContext, req: LeaseRequest): Promise<Leased
   const starting = jobs.filter((j) => (TO_RUNNING_JOB as readonly string[]).includes(j.status)).map((j) => j.id);
   const started = starting.length === 0 ? [] : await t.tx.updateTable('jobs').set({ status: 'running', started_at: now, status_reason: lease.reason })
     .where('id', 'in', starting).where('status', 'in', TO_RUNNING_JOB).returning(['id', 'account_id', 'project_id']).execute();
-  return announceLease(t, req, lease, leased, new Map(jobs.map((j) => [j.id, j])), started);
+  emitLeaseEvents(t, req, lease, leased, started);
+  return leasedTasks(lease, leased, new Map(jobs.map((j) => [j.id, j])));
 }
 
 export interface StartReport { task_id: string; attempt: number; lease_token: string; started_at: string; node: string }

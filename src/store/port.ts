@@ -92,7 +92,10 @@ export interface Store {
   kvSweepExpired(): Promise<number>;
 
   // jobs (SPEC §6)
-  /** Creates jobs in one transaction; each `direct` request then leases for its worker in the same one. */
+  /**
+   * Creates jobs in one transaction; each `direct` request then leases for its worker, in the same
+   * transaction, or on PostgreSQL (jobs without idempotency keys) in one right after (jobs-store.ts).
+   */
   createJobs(jobs: NewJob[], direct?: LeaseRequest[]): Promise<{ outcomes: Array<CreateOutcome | AppError>; leased: LeasedTask[][] }>;
   getJob(accountId: string, id: string): Promise<(JobRecord & { counts: TaskCounts }) | null>;
   listJobs(accountId: string, filter: { projectId?: string; status?: string }, page: PageQuery): Promise<Page<JobRecord & { counts: TaskCounts }>>;

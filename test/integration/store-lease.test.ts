@@ -163,6 +163,29 @@ describe(`leases and batched reports (${storeKind()})`, () => {
     }
   });
 
+  it('writes a lease\'s events after those of the reports before it, the same on each store', async () => {
+    const direct = { workerId: worker.id, node: worker.node, profile: 'cpu', slots: 1 };
+    const { outcomes, leased: [[t0]] } = await store.createJobs([job(2)], [direct]) as { outcomes: CreateOutcome[]; leased: LeasedTask[][] };
+    const j = outcomes[0]!.job_id;
+    const { leased: [t1] } = await store.reportAndLease({
+      started: [{ task_id: t0!.task_id, attempt: 1, lease_token: t0!.lease_token, started_at: new Date().toISOString(), node: worker.node }],
+      live: [], ended: [ended(t0!, 'succeeded')],
+    }, direct);
+    const events = await eventsOf(j);
+    assert.deepEqual(events.map((e) => [e.type, e.data.status ?? null, e.data.task_id ?? null]), [
+      ['job.created', null, null],
+      ['job.status', 'running', null],
+      ['task.status', 'preparing', t0!.task_id],
+      ['task.status', 'running', t0!.task_id],
+      ['task.status', 'completed', t0!.task_id],
+      ['task.status', 'preparing', t1!.task_id],
+    ]);
+    const reason = `preparing runtime on ${worker.node}`;
+    assert.deepEqual(events[1]!.data, { job_id: j, status: 'running', status_reason: reason });
+    assert.deepEqual(events[5]!.data, { job_id: j, task_id: t1!.task_id, index: 1, status: 'preparing', attempt: 1, node: worker.node });
+    assert.deepEqual([events[1]!.project_id, events[5]!.account_id, events[5]!.job_id], [project.id, accountId, j]);
+  });
+
   it('writes the job.created events of a batch in submit order, after its jobs (and their tasks)', async () => {
     const { outcomes } = await store.createJobs([job(1), job(2), job(3)]);
     const ids = outcomes.map((o) => (o as CreateOutcome).job_id);
