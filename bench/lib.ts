@@ -63,7 +63,17 @@ export async function benchPgUrl(): Promise<string | null> {
   const c = new pg.Client(url);
   try {
     await c.connect();
-    await c.query('DROP DATABASE IF EXISTS computalot_bench WITH (FORCE)');
+    // An autovacuum worker (a superuser backend) left from the previous run makes the drop fail for
+    // a while: retry instead of silently running without the PostgreSQL rows.
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        await c.query('DROP DATABASE IF EXISTS computalot_bench WITH (FORCE)');
+        break;
+      } catch (error) {
+        if (attempt >= 50) throw error;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
     await c.query('CREATE DATABASE computalot_bench');
     await c.end();
     const u = new URL(url);

@@ -19,6 +19,7 @@ import { Value, ValueErrorType, type ValueError } from '@sinclair/typebox/value'
 import type { Problem } from '../core/errors.js';
 import { JOB_STATES, TASK_STATES } from '../core/states.js';
 import { Nullable } from './common.js';
+import { defaultsFiller } from './defaults.js';
 
 const literals = <T extends string>(values: readonly T[], options: object = {}) =>
   Type.Union(values.map((value) => Type.Literal(value)), options);
@@ -111,6 +112,7 @@ export const BatchSubmitResult = Type.Object({
 });
 
 const compiled = TypeCompiler.Compile(SubmitJobBody);
+const withDefaults = defaultsFiller(SubmitJobBody);
 
 const range = (schema: Record<string, unknown>): string => {
   const min = schema.minimum ?? schema.exclusiveMinimum;
@@ -167,7 +169,7 @@ export type SubmitValidation = { ok: true; value: ValidSubmit } | { ok: false; p
 /** Validates one submit body; problems carry RFC 6901 paths, at most one per path. Never throws. */
 export function validateSubmit(body: unknown): SubmitValidation {
   if (compiled.Check(body)) {
-    return { ok: true, value: Value.Default(SubmitJobBody, Value.Clone(body)) as ValidSubmit };
+    return { ok: true, value: withDefaults(body as Record<string, unknown>) as ValidSubmit };
   }
   const seen = new Set<string>();
   const problems: Problem[] = [];

@@ -8,7 +8,7 @@ import { nowIso } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { sql } from 'kysely';
-import { bulkInsert } from './pg-bulk.js';
+import { bulkInsert, rowsSource } from './pg-bulk.js';
 import { NOTIFY_CHANNEL, WORK_CHANNEL } from './event-feed.js';
 import { eventRows, type EventInput, type Tx, type TxContext } from './tx.js';
 
@@ -122,16 +122,14 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[], notifyWork = 
 async function insertWithEvents(t: TxContext, jobRows: Record<string, unknown>[], taskRows: Record<string, unknown>[], events: EventInput[], notifyWork: boolean): Promise<void> {
   const types = t.columnTypes!;
   const work = notifyWork ? sql`, pg_notify(${WORK_CHANNEL}, '')` : sql``;
+  const ev = rowsSource(types, 'events', eventRows(events), 'e');
   const { rows: [top] } = await sql<{ id: string }>`
     with new_jobs as (${bulkInsert(types, 'jobs', jobRows)} returning id),
     new_tasks as (${bulkInsert(types, 'tasks', taskRows)}),
     ev as (
-      insert into events (account_id, project_id, job_id, type, data, created_at)
-      select e.account_id, e.project_id, e.job_id, e.type, e.data, e.created_at
-      from rows from (json_to_recordset(${JSON.stringify(eventRows(events))}::json)
-        as (account_id text, project_id text, job_id text, type text, data text, created_at text))
-        with ordinality as e(account_id, project_id, job_id, type, data, created_at, ord)
-      join new_jobs j on j.id = e.job_id
+      insert into events (${sql.join(ev.columns.map((c) => sql.ref(c)))})
+      select ${sql.join(ev.values)} from ${ev.from}
+      join new_jobs j on j.id = ${ev.values[ev.columns.indexOf('job_id')]}
       order by e.ord
       returning id
     )

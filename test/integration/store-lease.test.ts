@@ -165,8 +165,9 @@ describe(`leases and batched reports (${storeKind()})`, () => {
 
   it('writes a lease\'s events after those of the reports before it, the same on each store', async () => {
     const direct = { workerId: worker.id, node: worker.node, profile: 'cpu', slots: 1 };
-    const { outcomes, leased: [[t0]] } = await store.createJobs([job(2)], [direct]) as { outcomes: CreateOutcome[]; leased: LeasedTask[][] };
-    const j = outcomes[0]!.job_id;
+    const created = await store.createJobs([job(2)], [direct]);
+    const j = (created.outcomes[0] as CreateOutcome).job_id;
+    const t0 = created.leased[0]![0];
     const { leased: [t1] } = await store.reportAndLease({
       started: [{ task_id: t0!.task_id, attempt: 1, lease_token: t0!.lease_token, started_at: new Date().toISOString(), node: worker.node }],
       live: [], ended: [ended(t0!, 'succeeded')],
@@ -184,6 +185,19 @@ describe(`leases and batched reports (${storeKind()})`, () => {
     assert.deepEqual(events[1]!.data, { job_id: j, status: 'running', status_reason: reason });
     assert.deepEqual(events[5]!.data, { job_id: j, task_id: t1!.task_id, index: 1, status: 'preparing', attempt: 1, node: worker.node });
     assert.deepEqual([events[1]!.project_id, events[5]!.account_id, events[5]!.job_id], [project.id, accountId, j]);
+  });
+
+  it('stores each job of a batch as it was given, whether a column varies across the batch or not', async () => {
+    const a = { ...job(2, 5), meta: { a: 1 }, env: { X: '1' }, queue_timeout_s: 60 };
+    const b = { ...job(1, 5), meta: null, env: { X: '1' }, queue_timeout_s: null };
+    const c = { ...job(3, -2), meta: 'm', env: {}, queue_timeout_s: null };
+    const { outcomes } = await store.createJobs([a, b, c]);
+    const ids = outcomes.map((o) => (o as CreateOutcome).job_id);
+    const read = await Promise.all(ids.map((id) => store.getJob(accountId, id)));
+    assert.deepEqual(read.map((r) => [r!.priority, r!.meta, r!.env, r!.queue_timeout_s, r!.tasks_total, r!.counts.queued]),
+      [[5, { a: 1 }, { X: '1' }, 60, 2, 2], [5, null, { X: '1' }, null, 1, 1], [-2, 'm', {}, null, 3, 3]]);
+    const tasks = await tasksOf(ids[2]!);
+    assert.deepEqual(tasks.map((t) => [t.index, t.payload, t.status]), [[0, { index: 0 }, 'queued'], [1, { index: 1 }, 'queued'], [2, { index: 2 }, 'queued']]);
   });
 
   it('writes the job.created events of a batch in submit order, after its jobs (and their tasks)', async () => {
