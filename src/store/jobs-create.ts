@@ -8,7 +8,8 @@ import { nowIso } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { sql } from 'kysely';
-import { bulkInsert, rowsSource } from './pg-bulk.js';
+import { bulkInsert, HOIST_MIN_ROWS, rowsSource } from './pg-bulk.js';
+import { PREPARED } from './pg-prepared.js';
 import { NOTIFY_CHANNEL, WORK_CHANNEL } from './event-feed.js';
 import { eventRows, type EventInput, type Tx, type TxContext } from './tx.js';
 
@@ -123,7 +124,9 @@ async function insertWithEvents(t: TxContext, jobRows: Record<string, unknown>[]
   const types = t.columnTypes!;
   const work = notifyWork ? sql`, pg_notify(${WORK_CHANNEL}, '')` : sql``;
   const ev = rowsSource(types, 'events', eventRows(events), 'e');
-  const { rows: [top] } = await sql<{ id: string }>`
+  // Small batches (all of a submit's, most of single submits' group commits) have one statement text.
+  const prepared = taskRows.length < HOIST_MIN_ROWS ? sql.raw(PREPARED) : sql``;
+  const { rows: [top] } = await sql<{ id: string }>`${prepared}
     with new_jobs as (${bulkInsert(types, 'jobs', jobRows)} returning id),
     new_tasks as (${bulkInsert(types, 'tasks', taskRows)}),
     ev as (
