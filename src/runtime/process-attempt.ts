@@ -124,7 +124,9 @@ export class ProcessAttempt implements RunningAttempt {
     const paths = attemptPaths(revision.attemptsDir, input.ids.taskId, input.ids.attempt);
     const pool = this.options.pool?.(revision.attemptsDir) ?? null;
     try {
-      await createAttemptFiles(paths, input.payload, input.checkpointDir, pool);
+      // Written synchronously (small payloads): no await, so the launch below happens in this turn.
+      const files = createAttemptFiles(paths, input.payload, input.checkpointDir, pool);
+      if (files !== true) await files;
     } catch (error) {
       await removeAttemptFiles(paths.dir);
       return failed('attempt_setup_failed', `Could not write the attempt's files under ${paths.dir}: ${(error as Error).message}`);
