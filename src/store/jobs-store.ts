@@ -1,4 +1,5 @@
 /** The job and worker verbs of the Store port, each one transaction (see the jobs-* modules for the rules). */
+import { sql } from 'kysely';
 import { addSeconds } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
 import type { LeasedTask } from '../core/model.js';
@@ -9,7 +10,6 @@ import { createJobsInTx, type CreateOutcome, type NewJob } from './jobs-create.j
 import { jobReads } from './jobs-read.js';
 import type { EndResult, Store, WorkerReports } from './port.js';
 import { inStatement, inTx, type StoreContext, type TxContext } from './tx.js';
-import { sql } from 'kysely';
 import { WORK_CHANNEL } from './event-feed.js';
 import type { LeaseRequest } from './jobs-lease-common.js';
 import { markSilentWorkersOfflineInTx, registerWorker, setRuntimeStateInTx, setWorkerStatusInTx } from './workers-store.js';

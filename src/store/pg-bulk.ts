@@ -2,7 +2,8 @@
  * Bulk inserts on PostgreSQL as `INSERT … SELECT … FROM json_to_recordset($1)`: one parameter for all
  * rows instead of one per cell. A batch submit of 1,000 jobs was an insert of ~45,000 parameters that
  * PostgreSQL spent 8.7 ms planning and Kysely ~6 ms compiling (pg_stat_statements, CPU profile); now the
- * statement text is the same for any batch size.
+ * statement text no longer grows with the batch (it only depends on which columns a batch of 32 or more
+ * rows hoists, see rowsSource).
  *
  * Column types come from the catalog once, after the migrations (`loadColumnTypes`), so a column added by
  * a later migration is typed without touching this file.
