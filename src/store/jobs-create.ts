@@ -7,8 +7,8 @@
 import { nowIso } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { sql } from 'kysely';
-import { bulkInsert, HOIST_MIN_ROWS, rowsSource } from './pg-bulk.js';
+import { sql, type RawBuilder } from 'kysely';
+import { bulkInsert, HOIST_MIN_ROWS, rowsSource, type ColumnTypes } from './pg-bulk.js';
 import { PREPARED } from './pg-prepared.js';
 import { NOTIFY_CHANNEL, WORK_CHANNEL } from './event-feed.js';
 import { eventRows, type EventInput, type Tx, type TxContext } from './tx.js';
@@ -61,9 +61,7 @@ async function replayOf(tx: Tx, job: NewJob, now: string): Promise<CreateOutcome
 export async function createJobsInTx(t: TxContext, jobs: NewJob[], notifyWork = false): Promise<Array<CreateOutcome | AppError>> {
   const now = nowIso();
   const out: Array<CreateOutcome | AppError> = [];
-  const jobRows: Record<string, unknown>[] = [];
-  const taskRows: Record<string, unknown>[] = [];
-  const created: EventInput[] = [];
+  const rows = emptyRows();
   for (const job of jobs) {
     let replay: CreateOutcome | null;
     try {
@@ -79,56 +77,73 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[], notifyWork = 
         account_id: job.account_id, key: job.idempotency.key, request_hash: job.idempotency.request_hash, job_id: id, created_at: now,
       }).execute();
     }
-    const deadline = job.queue_timeout_s ? new Date(Date.parse(now) + job.queue_timeout_s * 1000).toISOString() : null;
-    jobRows.push({
-      id, account_id: job.account_id, project_id: job.project_id, revision_id: job.revision_id,
-      content_hash: job.content_hash, type: job.type, status: 'queued',
-      status_reason: 'waiting for a worker', spec: JSON.stringify(job.spec), tasks_total: job.tasks_total,
-      created_at: now, started_at: null, finished_at: null, priority: job.priority, timeout_s: job.timeout_s,
-      queue_timeout_s: job.queue_timeout_s, max_attempts: job.max_attempts, backoff_s: job.backoff_s,
-      checkpoint: job.checkpoint ? 1 : 0, runner_command: job.runner_command ? JSON.stringify(job.runner_command) : null,
-      env: JSON.stringify(job.env), meta: JSON.stringify(job.meta ?? null), variant: JSON.stringify(job.variant ?? null),
-      profile: job.profile, requirements: JSON.stringify(job.requirements), error: null, recommended_action: null,
-      reduce: job.reduce ? JSON.stringify(job.reduce) : null, objective: job.objective ? JSON.stringify(job.objective) : null,
-      tasks_open: job.tasks_total, request_hash: job.idempotency?.request_hash ?? null,
-    });
-    for (const task of job.tasks) {
-      taskRows.push(taskRow(id, job, task, now, deadline));
-    }
-    created.push({
-      type: 'job.created', accountId: job.account_id, projectId: job.project_id, jobId: id,
-      data: { job_id: id, project: job.project, type: job.type, tasks_total: job.tasks_total, content_hash: job.content_hash },
-    });
-    out.push({ job_id: id, replayed: false, created_at: now });
+    out.push(addJobRows(rows, job, id, now));
   }
-  if (t.dialect === 'postgres' && jobRows.length > 0 && taskRows.length > 0) {
-    await insertWithEvents(t, jobRows, taskRows, created, notifyWork);
+  if (t.dialect === 'postgres' && rows.jobs.length > 0 && rows.tasks.length > 0) {
+    const { rows: [top] } = await insertStatement(t.columnTypes!, rows, notifyWork).execute(t.tx);
+    t.hasXid = true;
+    t.lastEventId = Math.max(t.lastEventId, Number(top!.id));
+    if (notifyWork) t.workNotified = true;
   } else {
-    for (const event of created) t.emit(event);
-    await insertChunked(t.tx, 'jobs', jobRows);
-    if (jobRows.length > 0) t.hasXid = true;
-    await insertChunked(t.tx, 'tasks', taskRows);
+    for (const event of rows.events) t.emit(event);
+    await insertChunked(t.tx, 'jobs', rows.jobs);
+    if (rows.jobs.length > 0) t.hasXid = true;
+    await insertChunked(t.tx, 'tasks', rows.tasks);
   }
-  if (taskRows.length > 0) t.addWork();
+  if (rows.tasks.length > 0) t.addWork();
   return out;
 }
 
+/** The rows a batch of new jobs inserts, and their job.created events. */
+export interface JobRows { jobs: Record<string, unknown>[]; tasks: Record<string, unknown>[]; events: EventInput[] }
+
+const emptyRows = (): JobRows => ({ jobs: [], tasks: [], events: [] });
+
+/** Jobs without idempotency keys need no read first: their rows, at once (the pipelined submit, jobs-store.ts). */
+export function newJobRows(jobs: NewJob[]): { rows: JobRows; outcomes: CreateOutcome[] } {
+  const now = nowIso();
+  const rows = emptyRows();
+  return { rows, outcomes: jobs.map((job) => addJobRows(rows, job, newId('job'), now)) };
+}
+
+function addJobRows(rows: JobRows, job: NewJob, id: string, now: string): CreateOutcome {
+  const deadline = job.queue_timeout_s ? new Date(Date.parse(now) + job.queue_timeout_s * 1000).toISOString() : null;
+  rows.jobs.push({
+    id, account_id: job.account_id, project_id: job.project_id, revision_id: job.revision_id,
+    content_hash: job.content_hash, type: job.type, status: 'queued',
+    status_reason: 'waiting for a worker', spec: JSON.stringify(job.spec), tasks_total: job.tasks_total,
+    created_at: now, started_at: null, finished_at: null, priority: job.priority, timeout_s: job.timeout_s,
+    queue_timeout_s: job.queue_timeout_s, max_attempts: job.max_attempts, backoff_s: job.backoff_s,
+    checkpoint: job.checkpoint ? 1 : 0, runner_command: job.runner_command ? JSON.stringify(job.runner_command) : null,
+    env: JSON.stringify(job.env), meta: JSON.stringify(job.meta ?? null), variant: JSON.stringify(job.variant ?? null),
+    profile: job.profile, requirements: JSON.stringify(job.requirements), error: null, recommended_action: null,
+    reduce: job.reduce ? JSON.stringify(job.reduce) : null, objective: job.objective ? JSON.stringify(job.objective) : null,
+    tasks_open: job.tasks_total, request_hash: job.idempotency?.request_hash ?? null,
+  });
+  for (const task of job.tasks) rows.tasks.push(taskRow(id, job, task, now, deadline));
+  rows.events.push({
+    type: 'job.created', accountId: job.account_id, projectId: job.project_id, jobId: id,
+    data: { job_id: id, project: job.project, type: job.type, tasks_total: job.tasks_total, content_hash: job.content_hash },
+  });
+  return { job_id: id, replayed: false, created_at: now };
+}
+
 /**
- * PostgreSQL: the jobs, their tasks and their job.created events in one statement of one parameter each
- * (pg-bulk.ts), with the events' NOTIFY: on a submit's path that is the whole transaction but BEGIN and
- * COMMIT, and no 45,000-parameter statements for a batch. The rows the CTEs insert are there for the
- * foreign key check at the end of the statement. The events are read through `new_jobs`, so no event id
- * is drawn before a job row gave the transaction its xid (tx.ts, high-water.ts).
+ * PostgreSQL: the jobs, their tasks and their job.created events as one statement of one JSON parameter
+ * per table (pg-bulk.ts), with the events' NOTIFY (and the work NOTIFY when `notifyWork`); it answers the
+ * last event id. On a submit's path that is the whole change (run as its own transaction or pipelined with
+ * the direct lease, jobs-store.ts), and no 45,000-parameter statements for a batch. The events are read
+ * through `new_jobs`, so no event id is drawn before a job row gave the transaction its xid (tx.ts,
+ * high-water.ts). Needs at least one job with at least one task.
  */
-async function insertWithEvents(t: TxContext, jobRows: Record<string, unknown>[], taskRows: Record<string, unknown>[], events: EventInput[], notifyWork: boolean): Promise<void> {
-  const types = t.columnTypes!;
+export function insertStatement(types: ColumnTypes, rows: JobRows, notifyWork: boolean): RawBuilder<{ id: number }> {
   const work = notifyWork ? sql`, pg_notify(${WORK_CHANNEL}, '')` : sql``;
-  const ev = rowsSource(types, 'events', eventRows(events), 'e');
+  const ev = rowsSource(types, 'events', eventRows(rows.events), 'e');
   // Small batches (all of a submit's, most of single submits' group commits) have one statement text.
-  const prepared = taskRows.length < HOIST_MIN_ROWS ? sql.raw(PREPARED) : sql``;
-  const { rows: [top] } = await sql<{ id: string }>`${prepared}
-    with new_jobs as (${bulkInsert(types, 'jobs', jobRows)} returning id),
-    new_tasks as (${bulkInsert(types, 'tasks', taskRows)}),
+  const prepared = rows.tasks.length < HOIST_MIN_ROWS ? sql.raw(PREPARED) : sql``;
+  return sql<{ id: number }>`${prepared}
+    with new_jobs as (${bulkInsert(types, 'jobs', rows.jobs)} returning id),
+    new_tasks as (${bulkInsert(types, 'tasks', rows.tasks)}),
     ev as (
       insert into events (${sql.join(ev.columns.map((c) => sql.ref(c)))})
       select ${sql.join(ev.values)} from ${ev.from}
@@ -136,10 +151,7 @@ async function insertWithEvents(t: TxContext, jobRows: Record<string, unknown>[]
       order by e.ord
       returning id
     )
-    select max(id) as id, pg_notify(${NOTIFY_CHANNEL}, max(id)::text)${work} from ev`.execute(t.tx);
-  t.hasXid = true;
-  t.lastEventId = Math.max(t.lastEventId, Number(top!.id));
-  if (notifyWork) t.workNotified = true;
+    select max(id) as id, pg_notify(${NOTIFY_CHANNEL}, max(id)::text)${work} from ev`;
 }
 
 export function taskRow(jobId: string, job: Pick<NewJob, 'account_id' | 'project_id' | 'priority' | 'profile'>, task: NewTask, now: string, deadline: string | null) {

@@ -24,11 +24,11 @@
  * before an updated row gave the transaction its xid; events emitted earlier come after a change of
  * their own (or pg_current_xact_id() first, as tx.ts does).
  */
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import { nowIso } from '../core/clock.js';
 import type { LeasedTask } from '../core/model.js';
 import { NOTIFY_CHANNEL } from './event-feed.js';
-import { LEASABLE, leasedTasks, leaseTerms, TO_RUNNING_JOB, type LeasedJob, type LeasedRow, type LeaseRequest } from './jobs-lease-common.js';
+import { LEASABLE, leasedTasks, leaseTerms, TO_RUNNING_JOB, type LeasedJob, type LeasedRow, type LeaseRequest, type LeaseTerms } from './jobs-lease-common.js';
 import { PREPARED } from './pg-prepared.js';
 import { eventRows, type TxContext } from './tx.js';
 
@@ -36,13 +36,24 @@ import { eventRows, type TxContext } from './tx.js';
 type Row = LeasedRow & LeasedJob & { n: string; last_event_id: number | null };
 
 export async function leasePostgresInTx(t: TxContext, req: LeaseRequest, extra: number): Promise<LeasedTask[]> {
+  if (t.events.length > 0 && !t.hasXid) await sql`select pg_current_xact_id()`.execute(t.tx);
+  const lease = leaseStatement(t, req, extra);
+  const { rows } = await lease.query.execute(t.tx);
+  return lease.read(rows);
+}
+
+/**
+ * The lease statement, and what makes its rows the leased tasks (recording its last event id in `t`): for
+ * leasePostgresInTx, and for a submit that pipelines it after its insert (jobs-store.ts). It takes the
+ * events `t` holds (emitted earlier in the transaction); with any, `t` must already have its xid.
+ */
+export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): { query: RawBuilder<Row>; read(rows: readonly object[]): LeasedTask[] } {
   const now = nowIso();
   const slots = Math.max(0, req.slots);
   const limit = slots + extra;
   const lease = leaseTerms(t, req, now);
   const pending = eventRows(t.events.splice(0));
-  if (pending.length > 0 && !t.hasXid) await sql`select pg_current_xact_id()`.execute(t.tx);
-  const { rows } = await sql<Row>`${sql.raw(PREPARED)}
+  const query = sql<Row>`${sql.raw(PREPARED)}
     with cand as materialized (
       select id, job_id, priority, available_at from tasks
       where status = 'queued' and profile = ${req.profile} and available_at <= ${now}
@@ -111,7 +122,11 @@ export async function leasePostgresInTx(t: TxContext, req: LeaseRequest, extra: 
     left join leased on true
     left join jobs j on j.id = leased.job_id
     left join projects p on p.id = j.project_id
-    order by leased.n`.execute(t.tx);
+    order by leased.n`;
+  return { query, read: (rows) => readLease(t, lease, rows as Row[]) };
+}
+
+function readLease(t: TxContext, lease: LeaseTerms, rows: Row[]): LeasedTask[] {
   t.lastEventId = Math.max(t.lastEventId, rows[0]?.last_event_id ?? 0);
   const taken = rows.filter((r) => r.id !== null);
   if (taken.length === 0) return [];

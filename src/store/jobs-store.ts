@@ -6,12 +6,14 @@ import type { LeasedTask } from '../core/model.js';
 import { leaseInTx, markStartedInTx } from './jobs-lease.js';
 import { endAttemptsInTx, expireLeasesInTx } from './jobs-complete.js';
 import { cancelJobInTx, expireQueuedInTx, heartbeatInTx, liveUpdateInTx } from './jobs-control.js';
-import { createJobsInTx, type CreateOutcome, type NewJob } from './jobs-create.js';
+import { createJobsInTx, insertStatement, newJobRows, type CreateOutcome, type NewJob } from './jobs-create.js';
 import { jobReads } from './jobs-read.js';
 import type { EndResult, Store, WorkerReports } from './port.js';
-import { inStatement, inTx, type StoreContext, type TxContext } from './tx.js';
+import { inStatement, inTx, TxContext, type StoreContext } from './tx.js';
 import { WORK_CHANNEL } from './event-feed.js';
 import type { LeaseRequest } from './jobs-lease-common.js';
+import { leaseStatement } from './jobs-lease-postgres.js';
+import { pipeline } from './pg-pipeline.js';
 import { markSilentWorkersOfflineInTx, registerWorker, setRuntimeStateInTx, setWorkerStatusInTx } from './workers-store.js';
 
 type JobVerbs = Pick<Store,
@@ -21,10 +23,10 @@ type JobVerbs = Pick<Store,
 export function jobVerbs(ctx: StoreContext): JobVerbs {
   return {
     ...jobReads(ctx),
-    // Direct dispatch: the workers that reserved slots lease right after the insert, in queue order (so
-    // older or higher-priority tasks still go first), saving a transaction and a wake-up.
+    // Direct dispatch: the workers that reserved slots lease in the creating transaction itself, in queue
+    // order (so older or higher-priority tasks still go first), saving a transaction and a wake-up.
     createJobs: (jobs, direct = []) => ctx.conn.dialect === 'postgres' && insertIsOneStatement(jobs)
-      ? createThenLease(ctx, jobs, direct)
+      ? createAndLeasePipelined(ctx, jobs, direct)
       : createAndLeaseInTx(ctx, jobs, direct),
     cancelJob: (jobId, reason) => inTx(ctx, (t) => cancelJobInTx(t, jobId, reason)),
     registerWorker: (info) => registerWorker(ctx, info),
@@ -68,27 +70,26 @@ function insertIsOneStatement(jobs: NewJob[]): boolean {
 }
 
 /**
- * PostgreSQL: the insert, then each direct lease, each one statement run as its own transaction
- * (inStatement): three round trips fewer than one transaction around them, on the dispatch path. Between
- * the two the new tasks are queued like any others: a worker elsewhere may lease them first, and the
- * direct lease then takes what comes next in queue order, or nothing. A failed direct lease fails nothing:
- * the jobs exist, so their tasks wait for the wake-up that follows, like any other queued work.
+ * PostgreSQL: the insert and each direct lease pipelined (pg-pipeline.ts), one round trip and one
+ * transaction, where BEGIN, insert, lease, COMMIT took four. Without direct leases the insert alone,
+ * which sends the work NOTIFY itself.
  */
-async function createThenLease(ctx: StoreContext, jobs: NewJob[], direct: LeaseRequest[]) {
-  const outcomes = await inStatement(ctx, async (t) => {
-    const created = await createJobsInTx(t, jobs, direct.length === 0);
-    if (direct.length > 0) t.workAdded = false; // woken below, once the direct leases are known
-    return created;
-  });
-  const leased: LeasedTask[][] = [];
-  let failed = false;
-  for (const req of direct) {
-    leased.push(failed ? [] : await inStatement(ctx, (t) => leaseInTx(t, req)).catch(() => {
-      failed = true;
-      return [];
-    }));
-  }
-  if (direct.length > 0 && !allLeased(jobs, outcomes, leased.flat())) await wakeWorkers(ctx);
+async function createAndLeasePipelined(ctx: StoreContext, jobs: NewJob[], direct: LeaseRequest[]) {
+  const t = new TxContext(ctx.conn.db, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes);
+  const { rows, outcomes } = newJobRows(jobs);
+  // One lease per request, in order (the caller hands each request's tasks to the worker that made it).
+  const leases = direct.map((req) => leaseStatement(t, req, 0));
+  const [inserted, ...leaseRows] = await pipeline(ctx.conn.pool!, ctx.conn.db, [
+    insertStatement(ctx.conn.columnTypes!, rows, leases.length === 0),
+    ...leases.map((lease) => lease.query),
+  ]);
+  t.lastEventId = Number(inserted![0]!.id);
+  const leased = leases.map((lease, i) => lease.read(leaseRows[i]!));
+  ctx.feed.wake(t.lastEventId);
+  if (leases.length === 0) ctx.feed.signalWork();
+  // Every new task already has its worker: waking all workers (in every process, by NOTIFY) would only
+  // make each run an empty lease, right on the dispatch path.
+  else if (!allLeased(jobs, outcomes, leased.flat())) await wakeWorkers(ctx);
   return { outcomes, leased };
 }
 
