@@ -14,7 +14,7 @@ import type { Static } from '@sinclair/typebox';
 import { validateSubmit, type JobObject, type ResultsObject, type TaskObject, type ValidSubmit } from '../protocol/jobs.js';
 import type { NewJob } from '../store/port.js';
 import type { Deps } from './deps.js';
-import { projectKey, projectLoader, type ProjectLoader } from './project-lookups.js';
+import { projectKey, ProjectLookups } from './project-lookups.js';
 import { SubmitBatcher } from './submit-batcher.js';
 
 export type SubmitAnswer = { id: string; replayed: boolean; created_at: string; job: NewJob; started: number } | { error: AppError };
@@ -31,31 +31,47 @@ export function requestHash(body: unknown): string {
   return createHash('sha256').update(JSON.stringify(canonical(body))).digest('hex');
 }
 
+/**
+ * How many times a submit is planned: from kept project reads first, then (when the store found a project
+ * changed meanwhile and created nothing) from fresh reads. Another change between a fresh read and the
+ * insert, milliseconds later, again and again, means the project is being pushed to without pause.
+ */
+const PLAN_ATTEMPTS = 5;
+
+type PlannedProject = { project: Project; revision: Revision; kept: boolean };
+
 export async function submitJobs(deps: Deps, accountId: string, bodies: unknown[], headerKey: string | null): Promise<SubmitAnswer[]> {
-  const answers: Array<SubmitAnswer | null> = [];
-  const jobs: NewJob[] = [];
-  const slots: number[] = [];
-  const projects = new Map<string, { project: Project; revision: Revision } | AppError>();
-  for (const body of bodies) {
-    try {
-      const job = await prepareJob(deps, accountId, body, headerKey, projects);
-      slots.push(answers.length);
-      answers.push(null);
-      jobs.push(job);
-    } catch (err) {
-      if (!isAppError(err)) throw err;
-      answers.push({ error: err });
+  for (let attempt = 1; ; attempt += 1) {
+    const answers: Array<SubmitAnswer | null> = [];
+    const jobs: NewJob[] = [];
+    const slots: number[] = [];
+    const projects = new Map<string, PlannedProject | AppError>();
+    for (const body of bodies) {
+      try {
+        const job = await prepareJob(deps, accountId, body, headerKey, projects, attempt > 1);
+        slots.push(answers.length);
+        answers.push(null);
+        jobs.push(job);
+      } catch (err) {
+        if (!isAppError(err)) throw err;
+        answers.push({ error: err });
+      }
     }
+    const created = jobs.length === 0 ? { outcomes: [], leased: [] } : await batcherOf(deps).submit(jobs);
+    if (created.stale) {
+      for (const name of projects.keys()) projectsOf(deps).forget(projectKey(accountId, name));
+      if (attempt < PLAN_ATTEMPTS) continue;
+      throw new AppError('push_in_progress', { name: jobs[0]!.project });
+    }
+    const started = new Map<string, number>();
+    for (const task of created.leased.flat()) started.set(task.job_id, (started.get(task.job_id) ?? 0) + 1);
+    created.outcomes.forEach((outcome, i) => {
+      answers[slots[i]!] = isAppError(outcome) ? { error: outcome } : {
+        id: outcome.job_id, replayed: outcome.replayed, created_at: outcome.created_at, job: jobs[i]!, started: started.get(outcome.job_id) ?? 0,
+      };
+    });
+    return answers as SubmitAnswer[];
   }
-  const { outcomes, leased } = jobs.length === 0 ? { outcomes: [], leased: [] } : await batcherOf(deps).submit(jobs);
-  const started = new Map<string, number>();
-  for (const task of leased.flat()) started.set(task.job_id, (started.get(task.job_id) ?? 0) + 1);
-  outcomes.forEach((outcome, i) => {
-    answers[slots[i]!] = isAppError(outcome) ? { error: outcome } : {
-      id: outcome.job_id, replayed: outcome.replayed, created_at: outcome.created_at, job: jobs[i]!, started: started.get(outcome.job_id) ?? 0,
-    };
-  });
-  return answers as SubmitAnswer[];
 }
 
 /** One group-commit batcher per server (submit-batcher.ts). */
@@ -106,43 +122,48 @@ async function createWithDirectDispatch(deps: Deps, jobs: NewJob[]) {
   }
 }
 
-/** One project loader per server (project-lookups.ts). */
-const loaders = new WeakMap<Deps, ProjectLoader>();
-function projectsOf(deps: Deps): ProjectLoader {
-  let loader = loaders.get(deps);
-  if (!loader) loaders.set(deps, loader = projectLoader(deps.store));
-  return loader;
+/** One project lookup per server (project-lookups.ts). */
+const lookups = new WeakMap<Deps, ProjectLookups>();
+function projectsOf(deps: Deps): ProjectLookups {
+  let found = lookups.get(deps);
+  if (!found) lookups.set(deps, found = new ProjectLookups(deps.store));
+  return found;
 }
 
-async function projectFor(deps: Deps, accountId: string, name: string, cache: Map<string, { project: Project; revision: Revision } | AppError>) {
+/**
+ * The project and its active revision for a submit. `fresh`: not from a kept read (a job with an
+ * idempotency key, whose insert is not the guarded one, or a second plan after a stale one).
+ */
+async function projectFor(deps: Deps, accountId: string, name: string, cache: Map<string, PlannedProject | AppError>, fresh: boolean) {
   let entry = cache.get(name);
-  if (!entry) {
-    // PostgreSQL: batched with the other submits of this turn. SQLite: a read is an in-process call, and
-    // waiting a turn to batch it only cost throughput (7.4k → 6.5k single submits/s, measured).
-    const project = deps.store.dialect === 'postgres'
-      ? await projectsOf(deps).load(projectKey(accountId, name))
-      : await deps.store.getProject(accountId, name);
+  if (!entry || (fresh && !(entry instanceof AppError) && entry.kept)) {
+    // PostgreSQL: batched with the other submits of this turn, and kept (project-lookups.ts). SQLite: a
+    // read is an in-process call, and waiting a turn to batch it only cost throughput (7.4k → 6.5k single
+    // submits/s, measured).
+    const { project, kept } = deps.store.dialect === 'postgres'
+      ? await projectsOf(deps).load(projectKey(accountId, name), fresh)
+      : { project: await deps.store.getProject(accountId, name), kept: false };
     const revision = project?.active_revision_id ? await revisionById(deps, project.active_revision_id) : null;
     entry = !project ? new AppError('project_not_found', { name })
       : !revision ? new AppError('project_not_pushed', { name })
-      : { project, revision };
+      : { project, revision, kept };
     cache.set(name, entry);
   }
   if (entry instanceof AppError) throw entry;
   return entry;
 }
 
-async function prepareJob(deps: Deps, accountId: string, body: unknown, headerKey: string | null, cache: Map<string, { project: Project; revision: Revision } | AppError>): Promise<NewJob> {
+async function prepareJob(deps: Deps, accountId: string, body: unknown, headerKey: string | null, cache: Map<string, PlannedProject | AppError>, fresh: boolean): Promise<NewJob> {
   const checked = validateSubmit(body);
   if (!checked.ok) {
     const first = checked.problems[0];
     throw new AppError('validation_failed', { summary: first ? `${first.path || '(body)'} ${first.message}` : 'invalid job' }, { problems: checked.problems });
   }
   const spec: ValidSubmit = checked.value;
-  const { project, revision } = await projectFor(deps, accountId, spec.project, cache);
+  const key = spec.idempotency_key ?? headerKey;
+  const { project, revision, kept } = await projectFor(deps, accountId, spec.project, cache, fresh || key !== null);
   const manifest = revision.manifest as { entrypoint?: { command?: string[] } | null };
   const plan = planJob(spec, { entrypoint: manifest.entrypoint?.command ?? null });
-  const key = spec.idempotency_key ?? headerKey;
   return {
     account_id: accountId, project_id: project.id, project: project.name, revision_id: revision.id,
     content_hash: revision.content_hash, type: plan.type, priority: spec.priority, timeout_s: spec.timeout_s,
@@ -153,6 +174,8 @@ async function prepareJob(deps: Deps, accountId: string, body: unknown, headerKe
     spec: spec as unknown as Record<string, unknown>,
     idempotency: key ? { key, request_hash: requestHash(body) } : null,
     tasks_total: plan.tasksTotal,
+    // Planned from a kept read: the store's insert checks the project still is as it was then.
+    ...(kept ? { project_env: project.env } : {}),
     tasks: plan.tasks.map((t) => ({
       index: t.index, kind: t.kind, payload: t.payload, item: t.item, runner_command: t.runner_command,
       meta: { ...(t.strategy !== undefined ? { strategy: t.strategy } : {}), ...(t.repeat !== undefined ? { repeat: t.repeat } : {}), ...(t.params !== undefined ? { params: t.params } : {}) },

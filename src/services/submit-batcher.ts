@@ -23,6 +23,8 @@ import type { CreateOutcome, NewJob } from '../store/port.js';
 export interface Created {
   outcomes: Array<CreateOutcome | AppError>;
   leased: LeasedTask[][];
+  /** Nothing was created: a project changed since these jobs were planned (store port, CreatedJobs). */
+  stale?: true;
 }
 
 interface Waiting {
@@ -54,6 +56,10 @@ export class SubmitBatcher {
   private async flush(batch: Waiting[]): Promise<void> {
     try {
       const created = await this.create(batch.flatMap((w) => w.jobs));
+      if (created.stale) {
+        for (const waiting of batch) waiting.resolve({ outcomes: [], leased: created.leased, stale: true });
+        return;
+      }
       let offset = 0;
       for (const waiting of batch) {
         waiting.resolve({ outcomes: created.outcomes.slice(offset, offset + waiting.jobs.length), leased: created.leased });

@@ -4,6 +4,7 @@
  * their own table: the same key with the same request within 24 h returns the first job; with another
  * request, 409. Each job gets a `job.created` event in the same transaction.
  */
+import { isDeepStrictEqual } from 'node:util';
 import { nowIso } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
@@ -25,6 +26,12 @@ export interface NewJob {
   spec: Record<string, unknown>; idempotency: { key: string; request_hash: string } | null; tasks: NewTask[];
   /** tasks.length, plus one for a map_reduce job's reduce task, created when the maps have ended. */
   tasks_total: number;
+  /**
+   * The project's env when the job was planned (from a project read this server may have kept): the
+   * PostgreSQL insert then creates nothing unless the project still has this env and `revision_id` as its
+   * active revision, and says the batch is stale (jobs-store.ts). Unset: no such check.
+   */
+  project_env?: Record<string, string>;
 }
 
 export type CreateOutcome = { job_id: string; replayed: boolean; created_at: string };
@@ -62,6 +69,7 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[], notifyWork = 
   const now = nowIso();
   const out: Array<CreateOutcome | AppError> = [];
   const rows = emptyRows();
+  const inserted: NewJob[] = [];
   for (const job of jobs) {
     let replay: CreateOutcome | null;
     try {
@@ -78,13 +86,17 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[], notifyWork = 
       }).execute();
     }
     out.push(addJobRows(rows, job, id, now));
+    inserted.push(job);
   }
   if (t.dialect === 'postgres' && rows.jobs.length > 0 && rows.tasks.length > 0) {
-    const { rows: [top] } = await insertStatement(t.columnTypes!, rows, notifyWork).execute(t.tx);
+    const { rows: [top] } = await insertStatement(t.columnTypes!, rows, notifyWork, projectGuards(inserted)).execute(t.tx);
+    // Jobs planned from a kept project read, and the project changed: roll the whole change back.
+    if (!top!.ok) throw new StaleProjects();
     t.hasXid = true;
     t.lastEventId = Math.max(t.lastEventId, Number(top!.id));
     if (notifyWork) t.workNotified = true;
   } else {
+    if (!(await guardsHold(t.tx, projectGuards(inserted)))) throw new StaleProjects();
     for (const event of rows.events) t.emit(event);
     await insertChunked(t.tx, 'jobs', rows.jobs);
     if (rows.jobs.length > 0) t.hasXid = true;
@@ -92,6 +104,13 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[], notifyWork = 
   }
   if (rows.tasks.length > 0) t.addWork();
   return out;
+}
+
+/** Thrown inside a transaction whose guarded insert found a project changed (NewJob.project_env): nothing stays. */
+export class StaleProjects extends Error {
+  constructor() {
+    super('a project changed since jobs were planned from it');
+  }
 }
 
 /** The rows a batch of new jobs inserts, and their job.created events. */
@@ -136,14 +155,21 @@ function addJobRows(rows: JobRows, job: NewJob, id: string, now: string): Create
  * through `new_jobs`, so no event id is drawn before a job row gave the transaction its xid (tx.ts,
  * high-water.ts). Needs at least one job with at least one task.
  */
-export function insertStatement(types: ColumnTypes, rows: JobRows, notifyWork: boolean): RawBuilder<{ id: number }> {
-  const work = notifyWork ? sql`, pg_notify(${WORK_CHANNEL}, '')` : sql``;
+export function insertStatement(types: ColumnTypes, rows: JobRows, notifyWork: boolean, guards: ProjectGuard[] = []): RawBuilder<{ id: number | null; ok: boolean }> {
+  const work = notifyWork ? sql`, case when max(id) is not null then pg_notify(${WORK_CHANNEL}, '') end` : sql``;
   const ev = rowsSource(types, 'events', eventRows(rows.events), 'e');
   // Small batches (all of a submit's, most of single submits' group commits) have one statement text.
   const prepared = rows.tasks.length < HOIST_MIN_ROWS ? sql.raw(PREPARED) : sql``;
-  return sql<{ id: number }>`${prepared}
-    with new_jobs as (${bulkInsert(types, 'jobs', rows.jobs)} returning id),
-    new_tasks as (${bulkInsert(types, 'tasks', rows.tasks)}),
+  // The projects the jobs were planned from, as they were then: every row must still match, or nothing is inserted.
+  const guard = guards.length === 0 ? sql`select true as ok` : sql`
+      select count(*) = ${guards.length} as ok from projects p
+      join json_to_recordset(${JSON.stringify(guards)}::json) as g(project_id text, revision_id text, env text)
+        on p.id = g.project_id and p.active_revision_id = g.revision_id and p.env::jsonb = g.env::jsonb`;
+  const when = sql`(select ok from guard)`;
+  return sql<{ id: number | null; ok: boolean }>`${prepared}
+    with guard as (${guard}),
+    new_jobs as (${bulkInsert(types, 'jobs', rows.jobs, when)} returning id),
+    new_tasks as (${bulkInsert(types, 'tasks', rows.tasks, when)}),
     ev as (
       insert into events (${sql.join(ev.columns.map((c) => sql.ref(c)))})
       select ${sql.join(ev.values)} from ${ev.from}
@@ -151,7 +177,34 @@ export function insertStatement(types: ColumnTypes, rows: JobRows, notifyWork: b
       order by e.ord
       returning id
     )
-    select max(id) as id, pg_notify(${NOTIFY_CHANNEL}, max(id)::text)${work} from ev`;
+    select max(id) as id, (select ok from guard) as ok,
+      case when max(id) is not null then pg_notify(${NOTIFY_CHANNEL}, max(id)::text) end${work} from ev`;
+}
+
+/** SQLite (and PostgreSQL's zero-task case): the guards checked by a read in the transaction. */
+async function guardsHold(tx: Tx, guards: ProjectGuard[]): Promise<boolean> {
+  if (guards.length === 0) return true;
+  const rows = await tx.selectFrom('projects').select(['id', 'active_revision_id', 'env'])
+    .where('id', 'in', guards.map((g) => g.project_id)).execute();
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  return guards.every((g) => {
+    const row = byId.get(g.project_id);
+    return row !== undefined && row.active_revision_id === g.revision_id && isDeepStrictEqual(JSON.parse(row.env), JSON.parse(g.env));
+  });
+}
+
+/** A project as a job was planned from it (NewJob.project_env): what the guarded insert compares. */
+export interface ProjectGuard { project_id: string; revision_id: string; env: string }
+
+/** One guard per project and revision the jobs were planned from, for the jobs that carry their project's env. */
+export function projectGuards(jobs: NewJob[]): ProjectGuard[] {
+  const guards = new Map<string, ProjectGuard>();
+  for (const job of jobs) {
+    if (!job.project_env) continue;
+    const guard = { project_id: job.project_id, revision_id: job.revision_id, env: JSON.stringify(job.project_env) };
+    guards.set(JSON.stringify(guard), guard);
+  }
+  return [...guards.values()];
 }
 
 export function taskRow(jobId: string, job: Pick<NewJob, 'account_id' | 'project_id' | 'priority' | 'profile'>, task: NewTask, now: string, deadline: string | null) {

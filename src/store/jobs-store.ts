@@ -6,9 +6,9 @@ import type { LeasedTask } from '../core/model.js';
 import { leaseInTx, markStartedInTx } from './jobs-lease.js';
 import { endAttemptsInTx, expireLeasesInTx } from './jobs-complete.js';
 import { cancelJobInTx, expireQueuedInTx, heartbeatInTx, liveUpdateInTx } from './jobs-control.js';
-import { createJobsInTx, insertStatement, newJobRows, type CreateOutcome, type NewJob } from './jobs-create.js';
+import { createJobsInTx, insertStatement, newJobRows, projectGuards, StaleProjects, type CreateOutcome, type NewJob } from './jobs-create.js';
 import { jobReads } from './jobs-read.js';
-import type { EndResult, Store, WorkerReports } from './port.js';
+import type { CreatedJobs, EndResult, Store, WorkerReports } from './port.js';
 import { inStatement, inTx, TxContext, type StoreContext } from './tx.js';
 import { WORK_CHANNEL } from './event-feed.js';
 import type { LeaseRequest } from './jobs-lease-common.js';
@@ -50,9 +50,12 @@ export function jobVerbs(ctx: StoreContext): JobVerbs {
   };
 }
 
-/** The insert and the direct leases in one transaction (SQLite, where that costs no round trips; jobs with idempotency keys). */
-function createAndLeaseInTx(ctx: StoreContext, jobs: NewJob[], direct: LeaseRequest[]) {
-  return inTx(ctx, async (t) => {
+/**
+ * The insert and the direct leases in one transaction (SQLite, where that costs no round trips; jobs with
+ * idempotency keys). On PostgreSQL a changed project (NewJob.project_env) rolls it all back: `stale`.
+ */
+async function createAndLeaseInTx(ctx: StoreContext, jobs: NewJob[], direct: LeaseRequest[]): Promise<CreatedJobs> {
+  return inTx(ctx, async (t): Promise<CreatedJobs> => {
     // No direct lease: the work NOTIFY can go with the insert (one statement less on PostgreSQL).
     const outcomes = await createJobsInTx(t, jobs, direct.length === 0);
     const leased = [];
@@ -61,6 +64,9 @@ function createAndLeaseInTx(ctx: StoreContext, jobs: NewJob[], direct: LeaseRequ
     // NOTIFY) would only make each run an empty lease, right on the dispatch path.
     if (allLeased(jobs, outcomes, leased.flat())) t.workAdded = false;
     return { outcomes, leased };
+  }).catch((error: unknown) => {
+    if (error instanceof StaleProjects) return { outcomes: [], leased: direct.map(() => []), stale: true };
+    throw error;
   });
 }
 
@@ -72,7 +78,8 @@ function insertIsOneStatement(jobs: NewJob[]): boolean {
 /**
  * PostgreSQL: the insert and each direct lease pipelined (pg-pipeline.ts), one round trip and one
  * transaction, where BEGIN, insert, lease, COMMIT took four. Without direct leases the insert alone,
- * which sends the work NOTIFY itself.
+ * which sends the work NOTIFY itself. When a project changed since the jobs were planned from it
+ * (NewJob.project_env), nothing is inserted and the answer is `stale`: the caller plans them again.
  */
 async function createAndLeasePipelined(ctx: StoreContext, jobs: NewJob[], direct: LeaseRequest[]) {
   const t = new TxContext(ctx.conn.db, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes);
@@ -80,12 +87,15 @@ async function createAndLeasePipelined(ctx: StoreContext, jobs: NewJob[], direct
   // One lease per request, in order (the caller hands each request's tasks to the worker that made it).
   const leases = direct.map((req) => leaseStatement(t, req, 0));
   const [inserted, ...leaseRows] = await pipeline(ctx.conn.pool!, ctx.conn.db, [
-    insertStatement(ctx.conn.columnTypes!, rows, leases.length === 0),
+    insertStatement(ctx.conn.columnTypes!, rows, leases.length === 0, projectGuards(jobs)),
     ...leases.map((lease) => lease.query),
   ]);
-  t.lastEventId = Number(inserted![0]!.id);
+  const top = inserted![0] as { id: number | null; ok: boolean };
+  t.lastEventId = Number(top.id ?? 0);
+  // The leases ran either way: what they took (older queued tasks, if any) is theirs to run.
   const leased = leases.map((lease, i) => lease.read(leaseRows[i]!));
-  ctx.feed.wake(t.lastEventId);
+  if (t.lastEventId > 0) ctx.feed.wake(t.lastEventId);
+  if (!top.ok) return { outcomes: [], leased, stale: true as const };
   if (leases.length === 0) ctx.feed.signalWork();
   // Every new task already has its worker: waking all workers (in every process, by NOTIFY) would only
   // make each run an empty lease, right on the dispatch path.

@@ -70,8 +70,12 @@ function pick(row: Record<string, unknown>, keys: string[]): Record<string, unkn
   return out;
 }
 
-/** `INSERT INTO <table> (<columns of rows[0]>) SELECT … FROM <rowsSource>`, every row having the same keys. */
-export function bulkInsert(types: ColumnTypes, table: string, rows: ReadonlyArray<Record<string, unknown>>): RawBuilder<unknown> {
+/**
+ * `INSERT INTO <table> (<columns of rows[0]>) SELECT … FROM <rowsSource> [WHERE <when>]`, every row having
+ * the same keys.
+ */
+export function bulkInsert(types: ColumnTypes, table: string, rows: ReadonlyArray<Record<string, unknown>>, when?: RawBuilder<unknown>): RawBuilder<unknown> {
   const { from, columns, values } = rowsSource(types, table, rows, 'r');
-  return sql`insert into ${sql.table(table)} (${sql.join(columns.map((c) => sql.ref(c)))}) select ${sql.join(values)} from ${from}`;
+  const where = when ? sql` where ${when}` : sql``;
+  return sql`insert into ${sql.table(table)} (${sql.join(columns.map((c) => sql.ref(c)))}) select ${sql.join(values)} from ${from}${where}`;
 }

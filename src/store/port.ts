@@ -15,6 +15,13 @@ import type {
   ReadinessSnapshot, Revision, Role, RuntimeTarget, StoredEvent, TaskCounts, TaskRecord, Worker, WorkerToken,
 } from '../core/model.js';
 
+/**
+ * What createJobs did: an outcome per job, and per direct request the tasks it leased. `stale`: a project
+ * changed since jobs were planned from it (NewJob.project_env); nothing was created (`outcomes` is empty),
+ * though the direct requests may still have leased older work.
+ */
+export interface CreatedJobs { outcomes: Array<CreateOutcome | AppError>; leased: LeasedTask[][]; stale?: true }
+
 export type { CreateOutcome, NewJob, EndResult, HeldLease, LiveUpdate, LeaseRequest, StartReport, RuntimeUpdate, WorkerInfo };
 
 /** Everything a worker reports between two flushes, applied in one transaction. */
@@ -92,11 +99,8 @@ export interface Store {
   kvSweepExpired(): Promise<number>;
 
   // jobs (SPEC §6)
-  /**
-   * Creates jobs in one transaction; each `direct` request then leases for its worker, in the same
-   * transaction, or on PostgreSQL (jobs without idempotency keys) in one right after (jobs-store.ts).
-   */
-  createJobs(jobs: NewJob[], direct?: LeaseRequest[]): Promise<{ outcomes: Array<CreateOutcome | AppError>; leased: LeasedTask[][] }>;
+  /** Creates jobs in one transaction; each `direct` request then leases for its worker in the same one. */
+  createJobs(jobs: NewJob[], direct?: LeaseRequest[]): Promise<CreatedJobs>;
   getJob(accountId: string, id: string): Promise<(JobRecord & { counts: TaskCounts }) | null>;
   listJobs(accountId: string, filter: { projectId?: string; status?: string }, page: PageQuery): Promise<Page<JobRecord & { counts: TaskCounts }>>;
   listTasks(jobId: string, page: PageQuery): Promise<Page<TaskRecord & { attempts: AttemptRecord[] }>>;

@@ -200,6 +200,30 @@ describe(`leases and batched reports (${storeKind()})`, () => {
     assert.deepEqual(tasks.map((t) => [t.index, t.payload, t.status]), [[0, { index: 0 }, 'queued'], [1, { index: 1 }, 'queued'], [2, { index: 2 }, 'queued']]);
   });
 
+  it('creates nothing when a project changed since its jobs were planned from it (project_env), and says stale', async () => {
+    const direct = { workerId: worker.id, node: worker.node, profile: 'cpu', slots: 1 };
+    const countJobs = async () => (await store.listJobs(accountId, { projectId: project.id }, { limit: 100, cursor: null })).items.length;
+    const planned = { ...job(1), project_env: {} };
+    const fine = await store.createJobs([planned]);
+    assert.equal(fine.stale, undefined);
+    assert.equal(fine.outcomes.length, 1, 'the project is as planned: created');
+    await store.updateProject(project, { env: { A: '1' } });
+    try {
+      const before = await countJobs();
+      const stale = await store.createJobs([{ ...job(1), project_env: {} }, job(2)], [direct]);
+      assert.equal(stale.stale, true);
+      assert.deepEqual(stale.outcomes, []);
+      assert.equal(stale.leased.length, 1, 'one answer per direct request');
+      const keyed = { ...job(1), project_env: {}, idempotency: { key: 'stale-key', request_hash: 'h1' } };
+      assert.equal((await store.createJobs([keyed])).stale, true, 'in a transaction too (a job with an idempotency key)');
+      assert.equal(await countJobs(), before, 'nothing of either batch stayed');
+      const replanned = await store.createJobs([{ ...keyed, project_env: { A: '1' } }]);
+      assert.equal((replanned.outcomes[0] as CreateOutcome).replayed, false, 'the key was not kept by the stale batch');
+    } finally {
+      project = await store.updateProject(project, { env: {} });
+    }
+  });
+
   it('writes the job.created events of a batch in submit order, after its jobs (and their tasks)', async () => {
     const { outcomes } = await store.createJobs([job(1), job(2), job(3)]);
     const ids = outcomes.map((o) => (o as CreateOutcome).job_id);

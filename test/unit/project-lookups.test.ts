@@ -1,8 +1,11 @@
-/** Project reads of concurrent submits (src/services/project-lookups.ts): one read per account per turn, never a cached answer. */
+/**
+ * Project reads of submits on PostgreSQL (src/services/project-lookups.ts): one read per account per turn;
+ * a found project is kept and says so (its jobs are then checked at insert), a missing one is read again.
+ */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Project } from '../../src/core/model.js';
-import { projectKey, projectLoader } from '../../src/services/project-lookups.js';
+import { projectKey, ProjectLookups } from '../../src/services/project-lookups.js';
 
 const project = (account_id: string, name: string): Project => ({
   id: `prj_${account_id}_${name}`, account_id, name, remote_dir: null, description: null, env: {}, created_at: '', updated_at: '',
@@ -12,32 +15,40 @@ const project = (account_id: string, name: string): Project => ({
 describe('project lookups', () => {
   it('reads the projects asked for in one turn with one query per account, and answers null for a missing one', async () => {
     const calls: Array<[string, string[]]> = [];
-    const loader = projectLoader({
-      async getProjects(account, names) {
+    const lookups = new ProjectLookups({
+      async getProjects(account: string, names: string[]) {
         calls.push([account, [...names].sort()]);
         return names.filter((n) => n !== 'gone').map((n) => project(account, n));
       },
     });
     const got = await Promise.all([
-      loader.load(projectKey('acc_a', 'p1')), loader.load(projectKey('acc_a', 'p2')),
-      loader.load(projectKey('acc_b', 'p1')), loader.load(projectKey('acc_a', 'gone')),
+      lookups.load(projectKey('acc_a', 'p1')), lookups.load(projectKey('acc_a', 'p2')),
+      lookups.load(projectKey('acc_b', 'p1')), lookups.load(projectKey('acc_a', 'gone')),
     ]);
-    assert.deepEqual(got.map((p) => p?.id ?? null), ['prj_acc_a_p1', 'prj_acc_a_p2', 'prj_acc_b_p1', null]);
+    assert.deepEqual(got.map((g) => g.project?.id ?? null), ['prj_acc_a_p1', 'prj_acc_a_p2', 'prj_acc_b_p1', null]);
+    assert.deepEqual(got.map((g) => g.kept), [false, false, false, false]);
     assert.deepEqual(calls.sort(), [['acc_a', ['gone', 'p1', 'p2']], ['acc_b', ['p1']]]);
   });
 
-  it('never answers from an earlier read: a later load reads again (a push in between is seen)', async () => {
+  it('keeps a found project and says so; a fresh load, or one after forget, reads again; a missing one is never kept', async () => {
     let active = 'rev_1';
-    let reads = 0;
-    const loader = projectLoader({
-      async getProjects(account, names) {
-        reads += 1;
-        return names.map((n) => ({ ...project(account, n), active_revision_id: active }));
+    const reads: string[][] = [];
+    const lookups = new ProjectLookups({
+      async getProjects(account: string, names: string[]) {
+        reads.push(names);
+        return names.filter((n) => n !== 'gone').map((n) => ({ ...project(account, n), active_revision_id: active }));
       },
     });
-    assert.equal((await loader.load(projectKey('acc', 'p')))?.active_revision_id, 'rev_1');
+    const key = projectKey('acc', 'p');
+    assert.deepEqual(await lookups.load(key).then((g) => [g.project?.active_revision_id, g.kept]), ['rev_1', false]);
     active = 'rev_2';
-    assert.equal((await loader.load(projectKey('acc', 'p')))?.active_revision_id, 'rev_2');
-    assert.equal(reads, 2);
+    assert.deepEqual(await lookups.load(key).then((g) => [g.project?.active_revision_id, g.kept]), ['rev_1', true], 'kept: the insert checks it');
+    assert.deepEqual(await lookups.load(key, true).then((g) => [g.project?.active_revision_id, g.kept]), ['rev_2', false]);
+    active = 'rev_3';
+    lookups.forget(key);
+    assert.deepEqual(await lookups.load(key).then((g) => [g.project?.active_revision_id, g.kept]), ['rev_3', false]);
+    assert.equal((await lookups.load(projectKey('acc', 'gone'))).project, null);
+    assert.equal((await lookups.load(projectKey('acc', 'gone'))).project, null);
+    assert.deepEqual(reads, [['p'], ['p'], ['p'], ['gone'], ['gone']]);
   });
 });
