@@ -6,7 +6,7 @@
  * each a network round trip.
  *
  * Kept: a project read here is kept, and a later submit may be planned from it without a read (one round
- * trip less on the dispatch path: p50 5.0–5.4 → 4.3–4.9 ms, paired runs). That is only safe because such
+ * trip less on the dispatch path; paired runs in docs/decisions.md). That is only safe because such
  * a job carries the project's env and revision as planned (`NewJob.project_env`) and the store's insert
  * creates nothing unless the project still matches them, answering `stale`; the submit then plans again
  * from a fresh read (`fresh`). So a submit still sees a push, an env change or a delete that completed

@@ -25,7 +25,7 @@ export function jobVerbs(ctx: StoreContext): JobVerbs {
     ...jobReads(ctx),
     // Direct dispatch: the workers that reserved slots lease in the creating transaction itself, in queue
     // order (so older or higher-priority tasks still go first), saving a transaction and a wake-up.
-    createJobs: (jobs, direct = []) => ctx.conn.dialect === 'postgres' && insertIsOneStatement(jobs)
+    createJobs: (jobs, direct = []) => ctx.conn.dialect === 'postgres' && jobs.length > 0 && insertIsOneStatement(jobs)
       ? createAndLeasePipelined(ctx, jobs, direct)
       : createAndLeaseInTx(ctx, jobs, direct),
     cancelJob: (jobId, reason) => inTx(ctx, (t) => cancelJobInTx(t, jobId, reason)),
@@ -52,7 +52,8 @@ export function jobVerbs(ctx: StoreContext): JobVerbs {
 
 /**
  * The insert and the direct leases in one transaction (SQLite, where that costs no round trips; jobs with
- * idempotency keys). On PostgreSQL a changed project (NewJob.project_env) rolls it all back: `stale`.
+ * idempotency keys). A project changed since jobs were planned from it (NewJob.project_env) rolls it
+ * all back: `stale`.
  */
 async function createAndLeaseInTx(ctx: StoreContext, jobs: NewJob[], direct: LeaseRequest[]): Promise<CreatedJobs> {
   return inTx(ctx, async (t): Promise<CreatedJobs> => {
@@ -85,7 +86,7 @@ async function createAndLeasePipelined(ctx: StoreContext, jobs: NewJob[], direct
   const t = new TxContext(ctx.conn.db, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes);
   const { rows, outcomes } = newJobRows(jobs);
   // One lease per request, in order (the caller hands each request's tasks to the worker that made it).
-  const leases = direct.map((req) => leaseStatement(t, req, 0));
+  const leases = direct.map((req) => leaseStatement(t, req, Math.max(0, req.prefetch ?? 0)));
   const [inserted, ...leaseRows] = await pipeline(ctx.conn.pool!, ctx.conn.db, [
     insertStatement(ctx.conn.columnTypes!, rows, leases.length === 0, projectGuards(jobs)),
     ...leases.map((lease) => lease.query),

@@ -79,8 +79,8 @@ export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T
 }
 
 /**
- * PostgreSQL: a change that is a single statement writing its own events and NOTIFYs (createJobs, a
- * lease) runs without BEGIN and COMMIT: outside a transaction block the statement is its own
+ * PostgreSQL: a change that is a single statement writing its own events and NOTIFYs (a lease on its
+ * own) runs without BEGIN and COMMIT: outside a transaction block the statement is its own
  * transaction, atomic all the same, for two network round trips fewer. `fn` must send exactly one
  * statement through `t.tx` and leave no events for the commit to append (it throws if it does: that is a
  * bug, and the statement has committed by then).
