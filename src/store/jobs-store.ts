@@ -99,8 +99,10 @@ async function createAndLeasePipelined(ctx: StoreContext, jobs: NewJob[], direct
   if (!top.ok) return { outcomes: [], leased, stale: true as const };
   if (leases.length === 0) ctx.feed.signalWork();
   // Every new task already has its worker: waking all workers (in every process, by NOTIFY) would only
-  // make each run an empty lease, right on the dispatch path.
-  else if (!allLeased(jobs, outcomes, leased.flat())) await wakeWorkers(ctx);
+  // make each run an empty lease, right on the dispatch path. Otherwise the wake-up waits a turn: the
+  // caller first hands the direct leases to their workers, so a task leased by the wake-up cannot take
+  // the slot a direct one was promised (seen: the held task ran first, the direct one was handed back).
+  else if (!allLeased(jobs, outcomes, leased.flat())) setImmediate(() => void wakeWorkers(ctx));
   return { outcomes, leased };
 }
 
