@@ -5,7 +5,7 @@
 import type { Store } from './port.js';
 import type { StoreContext } from './tx.js';
 
-type EventVerbs = Pick<Store, 'readEvents' | 'latestEventId' | 'eventsPrunedThrough' | 'pruneEvents' | 'subscribe' | 'onWork'>;
+type EventVerbs = Pick<Store, 'readEvents' | 'latestEventId' | 'newestEventId' | 'eventsPrunedThrough' | 'pruneEvents' | 'subscribe' | 'onWork'>;
 
 const PRUNED_KEY = 'events_pruned_through';
 
@@ -27,6 +27,12 @@ export function eventVerbs(ctx: StoreContext): EventVerbs {
     },
     async latestEventId() {
       return ctx.feed.settle();
+    },
+    async newestEventId(filter) {
+      let q = db.selectFrom('events').select((eb) => eb.fn.max<number>('id').as('n'));
+      if (filter.projectId) q = q.where('project_id', '=', filter.projectId);
+      if (filter.jobId) q = q.where('job_id', '=', filter.jobId);
+      return Number((await q.executeTakeFirst())?.n ?? 0);
     },
     async eventsPrunedThrough() {
       const row = await db.selectFrom('meta').select('value').where('key', '=', PRUNED_KEY).executeTakeFirst();

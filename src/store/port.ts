@@ -122,6 +122,11 @@ export interface Store {
   // events (SPEC §10)
   readEvents(filter: { projectId?: string; jobId?: string }, afterId: number, limit: number): Promise<StoredEvent[]>;
   latestEventId(): Promise<number>;
+  /**
+   * The highest id of a stored event matching the filter, committed but maybe above the high-water mark
+   * (0 for none): how far a stream of a finished job still has to go.
+   */
+  newestEventId(filter: { projectId?: string; jobId?: string }): Promise<number>;
   eventsPrunedThrough(): Promise<number>;
   pruneEvents(olderThan: string): Promise<number>;
   subscribe(listener: (latestId: number) => void): () => void;

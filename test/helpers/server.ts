@@ -17,6 +17,8 @@ export const ROOT = new URL('../../', import.meta.url).pathname;
 export interface TestServer {
   url: string;
   dataDir: string;
+  /** The server's PostgreSQL database (null on SQLite), for tests that act on it directly. */
+  databaseUrl: string | null;
   server: RunningServer;
   stop(): Promise<void>;
 }
@@ -32,6 +34,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
   return {
     url: server.url,
     dataDir,
+    databaseUrl: db.url,
     server,
     async stop() {
       await server.stop();
