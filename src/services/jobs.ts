@@ -132,7 +132,7 @@ function projectsOf(deps: Deps): ProjectLookups {
 
 /**
  * The project and its active revision for a submit. `fresh`: not from a kept read (a job with an
- * idempotency key, whose insert is not the guarded one, or a second plan after a stale one).
+ * idempotency key, kept to fresh reads as before, or a second plan after a stale one).
  */
 async function projectFor(deps: Deps, accountId: string, name: string, cache: Map<string, PlannedProject | AppError>, fresh: boolean) {
   let entry = cache.get(name);
