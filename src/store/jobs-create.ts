@@ -201,8 +201,8 @@ export function projectGuards(jobs: NewJob[]): ProjectGuard[] {
   const guards = new Map<string, ProjectGuard>();
   for (const job of jobs) {
     if (!job.project_env) continue;
-    const guard = { project_id: job.project_id, revision_id: job.revision_id, env: JSON.stringify(job.project_env) };
-    guards.set(JSON.stringify(guard), guard);
+    const env = JSON.stringify(job.project_env);
+    guards.set(`${job.project_id}\u0000${job.revision_id}\u0000${env}`, { project_id: job.project_id, revision_id: job.revision_id, env });
   }
   return [...guards.values()];
 }

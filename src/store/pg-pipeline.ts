@@ -14,14 +14,16 @@
  * two round trips and a window where another worker could take the new tasks. Pipelined: one round trip,
  * one transaction.
  *
- * Statements are named and parsed once per connection (names of their own, so node-postgres's record of
- * what it parsed is never contradicted). After an error the connection is released as broken: which
- * of its statements were parsed is then unknown, and the pool opens a fresh one.
+ * Statements marked PREPARED (pg-prepared.ts: fixed texts, so their number stays bounded) are named and
+ * parsed once per connection, under names of their own so node-postgres's record of what it parsed is
+ * never contradicted; others go as the unnamed statement, parsed each time. After an error the
+ * connection is released as broken: which of its statements were parsed is then unknown, and the pool
+ * opens a fresh one.
  */
-import { createHash } from 'node:crypto';
 import pg from 'pg';
 import pgUtils from 'pg/lib/utils.js';
 import type { Kysely, RawBuilder } from 'kysely';
+import { preparedName } from './pg-prepared.js';
 
 type Row = Record<string, unknown>;
 
@@ -44,10 +46,6 @@ interface FieldParser {
 const Result = (pg as unknown as { Result: new () => FieldParser }).Result;
 
 const parsedBy = new WeakMap<pg.PoolClient, Set<string>>();
-
-function nameOf(text: string): string {
-  return `computalot_pl_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
-}
 
 class Pipeline {
   readonly done: Promise<Row[][]>;
@@ -73,9 +71,9 @@ class Pipeline {
     connection.stream.cork?.();
     try {
       for (const statement of this.statements) {
-        if (!this.parsed.has(statement.name)) {
+        if (statement.name === '' || !this.parsed.has(statement.name)) {
           connection.parse({ text: statement.text, name: statement.name, types: [] });
-          this.parsed.add(statement.name);
+          if (statement.name !== '') this.parsed.add(statement.name);
         }
         connection.bind({ portal: '', statement: statement.name, values: [...statement.values], valueMapper: pgUtils.prepareValue });
         connection.describe({ type: 'P', name: '' });
@@ -126,7 +124,7 @@ class Pipeline {
 export async function pipeline(pool: pg.Pool, db: Kysely<any>, statements: ReadonlyArray<RawBuilder<unknown>>): Promise<Row[][]> {
   const compiled = statements.map((statement) => {
     const query = statement.compile(db);
-    return { name: nameOf(query.sql), text: query.sql, values: query.parameters };
+    return { name: preparedName(query.sql, 'computalot_pl_') ?? '', text: query.sql, values: query.parameters };
   });
   const client = await pool.connect();
   let parsed = parsedBy.get(client);

@@ -16,11 +16,17 @@ export const PREPARED = '/* prepared */';
 
 const names = new Map<string, string>();
 
-function nameOf(text: string): string {
-  let name = names.get(text);
+/**
+ * The name a marked statement is prepared under, or null for an unmarked one. `prefix` keeps apart two
+ * users of one connection that track what they parsed separately (node-postgres, pg-pipeline.ts).
+ */
+export function preparedName(text: string, prefix = 'computalot_'): string | null {
+  if (!text.startsWith(PREPARED)) return null;
+  const key = prefix + text;
+  let name = names.get(key);
   if (!name) {
-    name = `computalot_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
-    names.set(text, name);
+    name = `${prefix}${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
+    names.set(key, name);
   }
   return name;
 }
@@ -29,9 +35,9 @@ export function usePreparedStatements(pool: pg.Pool): void {
   pool.on('connect', (client) => {
     const query = client.query.bind(client) as (...args: unknown[]) => unknown;
     // Kysely calls query(text, values); marked texts go as a named query config instead.
-    (client as unknown as { query: (...args: unknown[]) => unknown }).query = (text: unknown, ...rest: unknown[]) =>
-      typeof text === 'string' && text.startsWith(PREPARED)
-        ? query({ name: nameOf(text), text, values: rest[0] }, ...rest.slice(1))
-        : query(text, ...rest);
+    (client as unknown as { query: (...args: unknown[]) => unknown }).query = (text: unknown, ...rest: unknown[]) => {
+      const name = typeof text === 'string' ? preparedName(text) : null;
+      return name ? query({ name, text, values: rest[0] }, ...rest.slice(1)) : query(text, ...rest);
+    };
   });
 }

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { pipeline } from '../../src/store/pg-pipeline.js';
+import { PREPARED } from '../../src/store/pg-prepared.js';
 import { storeKind, testDatabase, type TestDatabase } from '../helpers/db.js';
 
 if (storeKind() === 'postgres') {
@@ -49,11 +50,14 @@ if (storeKind() === 'postgres') {
       assert.deepEqual(again, [{ v: 'b' }]);
     });
 
-    it('parses each statement once per connection and reuses it with new values', async () => {
+    it('parses a statement marked prepared once per connection and reuses it; unmarked ones stay unnamed', async () => {
       const named = async () => Number((await pool.query(`select count(*) as n from pg_prepared_statements where name like 'computalot_pl_%'`)).rows[0].n);
-      const insert = async (id: number) => (await pipeline(pool, kysely, [sql`insert into t (id, v) values (${id}, ${String(id)}) returning id, v`]))[0]![0];
+      await pipeline(pool, kysely, [sql`insert into t (id, v) values (${9}, ${'unmarked'})`]);
+      assert.equal(await named(), 0, 'an unmarked statement is not kept on the connection');
+      const insert = async (id: number) => (await pipeline(pool, kysely, [sql`${sql.raw(PREPARED)} insert into t (id, v) values (${id}, ${String(id)}) returning id, v`]))[0]![0];
       assert.deepEqual(await insert(10), { id: 10, v: '10' });
       const before = await named();
+      assert.equal(before, 1);
       for (let id = 11; id < 15; id += 1) assert.deepEqual(await insert(id), { id, v: String(id) });
       assert.equal(await named(), before, 'the same named statement, parsed once, for the later inserts');
     });
