@@ -3,8 +3,10 @@
  * `npm run setup` builds. Without them the oci tests skip with a reason, unless COMPUTALOT_REQUIRE_ALL=1,
  * under which the check throws and the test fails.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 export const BASE_IMAGE = 'localhost/computalot/python:bookworm';
 
@@ -28,4 +30,17 @@ export function ociMissing(): string | null {
 export function ociOnly(): { skip?: string } {
   const missing = ociMissing();
   return missing ? { skip: missing } : {};
+}
+
+/**
+ * Untags the images a test server's workers built (the list each worker keeps in its work dir), so test
+ * runs do not pile images up in the host's podman storage: a CI machine kept every run's tags, and a
+ * cached build then printed one "Successfully tagged" line per earlier test project. Untag, not remove by
+ * id: an image still named by another server running meanwhile stays.
+ */
+export async function untagBuiltImages(dataDir: string): Promise<void> {
+  const text = await readFile(join(dataDir, 'work', 'oci', 'images.txt'), 'utf8').catch(() => '');
+  const images = [...new Set(text.split('\n').filter(Boolean))];
+  if (images.length === 0) return;
+  await new Promise<void>((resolve) => execFile('podman', ['rmi', '--ignore', ...images], { timeout: 60_000 }, () => resolve()));
 }

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { call, makeAccount, type TestAccount } from '../helpers/http.js';
 import { submit, tasks, waitJob } from '../helpers/jobs.js';
-import { ociOnly } from '../helpers/oci.js';
+import { ociOnly, untagBuiltImages } from '../helpers/oci.js';
 import { details, pushProject, waitDetails } from '../helpers/oci-project.js';
 import { ADMIN_TOKEN, spawnServer, startTestServer, type TestServer } from '../helpers/server.js';
 import { testDatabase } from '../helpers/db.js';
@@ -219,6 +219,7 @@ describe('SIGTERM while a runtime is being prepared', ociOnly(), () => {
     } finally {
       await server.stop();
       await db.drop();
+      await untagBuiltImages(dataDir);
       await rm(dataDir, { recursive: true, force: true });
     }
   });

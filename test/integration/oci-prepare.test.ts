@@ -173,6 +173,37 @@ describe('preparing oci runtimes', ociOnly(), () => {
     assert.ok(imageExists(ours!), 'the image was built again');
   });
 
+  it('two accounts\' projects with the same files share the layer cache, but a build log never names the other\'s image, and invalidating one keeps the other\'s', async () => {
+    const other = await makeAccount(srv.url, 'twin');
+    const files = { 'unique.txt': `${Date.now()}-${Math.random()}` };
+    const pushed = await pushProject(srv.url, acc.member, 'twin-a', { files });
+    await pushProject(srv.url, other.member, 'twin-b', { files });
+    const hex = pushed.content_hash.slice('sha256:'.length, 'sha256:'.length + 16);
+    assert.equal((await call(srv.url, 'POST', '/api/v1/projects/twin-a/init', { token: acc.member, json: {} })).status, 202);
+    const a = await waitDetails(srv.url, acc.member, 'twin-a', (d) => d.ready_for_jobs === true);
+    // Built second, from the first's cached layers: the image podman ends on carries both names.
+    assert.equal((await call(srv.url, 'POST', '/api/v1/projects/twin-b/init', { token: other.member, json: {} })).status, 202);
+    const b = await waitDetails(srv.url, other.member, 'twin-b', (d) => d.ready_for_jobs === true);
+    const tagged = (log: string) => [...log.matchAll(/^Successfully tagged (\S+)$/gm)].map((m) => m[1]!);
+    const imageA = tagged(a.nodes[0].log_tail)[0] ?? '';
+    const bTags = tagged(b.nodes[0].log_tail);
+    assert.ok(imageA.endsWith(`:${hex}`), a.nodes[0].log_tail);
+    assert.equal(bTags.length, 1, b.nodes[0].log_tail);
+    const imageB = bTags[0]!;
+    assert.notEqual(imageB, imageA);
+    assert.match(b.nodes[0].log_tail, /Using cache/, 'the second build reused the first one\'s layers');
+    assert.ok(!b.nodes[0].log_tail.includes(imageA.split(':')[0]!), 'no name of the other account\'s project');
+    const inspectId = (image: string) => execFileSync('podman', ['image', 'inspect', '--format', '{{.Id}}', image]).toString().trim();
+    assert.equal(inspectId(imageA), inspectId(imageB), 'one image, two names');
+
+    assert.equal((await call(srv.url, 'POST', '/api/v1/projects/twin-a/invalidate', { token: acc.member, json: {} })).status, 200);
+    await waitDetails(srv.url, acc.member, 'twin-a', (d) => d.nodes[0]?.state === 'stale' && !imageExists(imageA), 30_000);
+    assert.ok(imageExists(imageB), 'the other project\'s image is still there');
+    const job = await submit(srv.url, other.member, { project: 'twin-b', payload: { mode: 'echo' } });
+    assert.equal((await waitJob(srv.url, other.member, job.id, undefined, 60_000)).status, 'completed');
+    assert.equal((await tasks(srv.url, other.member, job.id))[0].cold_start, null, 'twin-b stayed warm');
+  });
+
   it('services start once per runtime, gate readiness with their healthcheck, and are reachable on localhost; cache mounts persist across tasks and revisions', async () => {
     await pushProject(srv.url, acc.member, 'svc', { from: 'examples/service-and-cache' });
     const job = await submit(srv.url, acc.member, { project: 'svc', fan_out: { items: [1, 2, 3] } });

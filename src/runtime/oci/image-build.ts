@@ -78,10 +78,11 @@ export async function buildImage(input: BuildInput): Promise<string> {
   // server's secrets, plus the build args it reads by name.
   const env = { ...hostEnv([...DEFAULT_PASS_ENV, 'CONTAINERS_*', 'XDG_*', 'REGISTRY_AUTH_FILE']), ...input.build.args };
   const code = await podmanStreaming(input.engine, args, env, (chunk) => {
-    input.onLog(chunk);
     partial += chunk;
     const lines = partial.split('\n');
     partial = lines.pop() ?? '';
+    const shown = lines.filter((line) => ownLine(line, image));
+    if (shown.length > 0) input.onLog(`${shown.join('\n')}\n`);
     for (const line of lines) {
       const m = STEP.exec(line);
       if (!m) continue;
@@ -89,6 +90,7 @@ export async function buildImage(input: BuildInput): Promise<string> {
       input.onStep({ step: Number(m[1]), steps: Number(m[2]), message: m[3] });
     }
   }, input.signal);
+  if (partial && ownLine(partial, image)) input.onLog(partial);
   await killBuildContainers(input.engine, runcRoot);
   // Checked whatever the exit code: podman exits 0 when it is stopped by SIGTERM mid-build (seen here).
   if (input.signal.aborted) {
@@ -101,6 +103,15 @@ export async function buildImage(input: BuildInput): Promise<string> {
   return image;
 }
 
+/**
+ * False for podman's "Successfully tagged" lines that name another image: when a build ends on a cached
+ * image that other projects' builds made too (same Dockerfile, same files), podman lists every tag the
+ * image has, and those name other projects, maybe other accounts'. The log shows only this build's tag.
+ */
+function ownLine(line: string, image: string): boolean {
+  return !line.startsWith('Successfully tagged ') || line.slice('Successfully tagged '.length).trim() === image;
+}
+
 /** SIGKILLs and deletes whatever containers are left in a build's runc state folder, then removes it. */
 async function killBuildContainers(engine: EngineOptions, runcRoot: string): Promise<void> {
   const listed = await runCommand(engine.runc, ['--root', runcRoot, 'list', '-q'], { timeoutMs: 30_000 });
@@ -111,9 +122,16 @@ async function killBuildContainers(engine: EngineOptions, runcRoot: string): Pro
   await rm(runcRoot, { recursive: true, force: true });
 }
 
-/** Removes every image of a project (invalidate); containers using one are removed first by the caller. */
+/**
+ * Removes every image of a project (invalidate); containers using one are removed first by the caller.
+ * By name, not by image id: an image other projects' builds share (a cached build of the same files) also
+ * carries their names, and `rmi -f` of the id would take it, and the sandboxes running it, from all of
+ * them. `rmi` of a name only untags while other names remain, and deletes the image with its last one.
+ */
 export async function removeProjectImages(engine: EngineOptions, projectId: string): Promise<void> {
-  const listed = await podman(engine, ['images', '-q', '--filter', `reference=${imageRepository(projectId)}`]);
-  const ids = [...new Set(listed.stdout.split('\n').map((s) => s.trim()).filter(Boolean))];
-  if (ids.length > 0) await podman(engine, ['rmi', '-f', ...ids]);
+  const repository = imageRepository(projectId);
+  const listed = await podman(engine, ['images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', `reference=${repository}`]);
+  // The filter picks images, and podman then lists every name each one has: keep this project's.
+  const names = [...new Set(listed.stdout.split('\n').map((s) => s.trim()).filter((s) => s.startsWith(`${repository}:`)))];
+  if (names.length > 0) await podman(engine, ['rmi', '-f', '--ignore', ...names]);
 }
