@@ -262,7 +262,7 @@ export async function submit(): Promise<void> {
   await record('submits per second', 'npm run bench -- submit', [
     table(['system', 'how', 'jobs/s', 'errors'], rows),
     '',
-    'computalot: HTTP with bearer auth, each job validated, planned and stored durably with its job.created event; no worker running.',
+    'computalot: HTTP with bearer auth, each job validated, planned and committed with its job.created event (SQLite: WAL, synchronous=NORMAL, safe from a process crash; PostgreSQL: synchronous_commit on; docs/decisions.md); no worker running.',
     'BullMQ: in-process client calls to Redis (no HTTP, no auth, in memory); "behind HTTP": bench/bull-http.ts in its own process (node:http, no auth, no validation), the same work as computalot\'s rows.',
     'Targets (issue 3): ≥ 3,000/s single, ≥ 20,000 jobs/s batched.',
   ].join('\n'));
