@@ -10,6 +10,7 @@ import pg from 'pg';
 import type { Database } from './db-types.js';
 import { usePreparedStatements } from './pg-prepared.js';
 import { loadColumnTypes, type ColumnTypes } from './pg-bulk.js';
+import type { SqliteStatements } from './sqlite-rows.js';
 import { initialMigration } from './migrations/001-initial.js';
 import { jobsMigration } from './migrations/002-jobs.js';
 import { taskProfileMigration } from './migrations/003-task-profile.js';
@@ -23,6 +24,8 @@ export interface Connection {
   pool: pg.Pool | null;
   /** PostgreSQL only: the tables' column types, for bulk inserts (pg-bulk.ts). */
   columnTypes: ColumnTypes | null;
+  /** SQLite only: the connection's cached prepared statements, for bulk inserts in a transaction (sqlite-rows.ts). */
+  sqlite: SqliteStatements | null;
   close(): Promise<void>;
 }
 
@@ -39,7 +42,7 @@ export async function connect(opts: { databaseUrl?: string | null; sqlitePath: s
     pool.on('error', () => undefined);
     usePreparedStatements(pool);
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    conn = { db, dialect: 'postgres', pool, columnTypes: null, close: () => db.destroy() };
+    conn = { db, dialect: 'postgres', pool, columnTypes: null, sqlite: null, close: () => db.destroy() };
   } else {
     if (opts.sqlitePath !== ':memory:') mkdirSync(dirname(opts.sqlitePath), { recursive: true });
     const database = new BetterSqlite3(opts.sqlitePath);
@@ -47,8 +50,9 @@ export async function connect(opts: { databaseUrl?: string | null; sqlitePath: s
     database.pragma('synchronous = NORMAL');
     database.pragma('busy_timeout = 5000');
     database.pragma('foreign_keys = ON');
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
-    conn = { db, dialect: 'sqlite', pool: null, columnTypes: null, close: () => db.destroy() };
+    const statements = withStatementCache(database);
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: statements }) });
+    conn = { db, dialect: 'sqlite', pool: null, columnTypes: null, sqlite: statements, close: () => db.destroy() };
   }
   await migrate(conn);
   if (conn.dialect === 'postgres') conn.columnTypes = await loadColumnTypes(conn.db);

@@ -11,6 +11,7 @@ import { newId } from '../core/ids.js';
 import { sql, type RawBuilder } from 'kysely';
 import { bulkInsert, HOIST_MIN_ROWS, rowsSource, type ColumnTypes } from './pg-bulk.js';
 import { PREPARED } from './pg-prepared.js';
+import { insertRows } from './sqlite-rows.js';
 import { NOTIFY_CHANNEL, WORK_CHANNEL } from './event-feed.js';
 import { eventRows, type EventInput, type Tx, type TxContext } from './tx.js';
 
@@ -98,9 +99,14 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[], notifyWork = 
   } else {
     if (!(await guardsHold(t.tx, projectGuards(inserted)))) throw new StaleProjects();
     for (const event of rows.events) t.emit(event);
-    await insertChunked(t.tx, 'jobs', rows.jobs);
+    if (t.sqlite) {
+      insertRows(t.sqlite, 'jobs', rows.jobs);
+      insertRows(t.sqlite, 'tasks', rows.tasks);
+    } else {
+      await insertChunked(t.tx, 'jobs', rows.jobs);
+      await insertChunked(t.tx, 'tasks', rows.tasks);
+    }
     if (rows.jobs.length > 0) t.hasXid = true;
-    await insertChunked(t.tx, 'tasks', rows.tasks);
   }
   if (rows.tasks.length > 0) t.addWork();
   return out;

@@ -13,6 +13,7 @@ import type { Connection } from './connect.js';
 import type { Database } from './db-types.js';
 import { NOTIFY_CHANNEL, WORK_CHANNEL, type EventFeed } from './event-feed.js';
 import { bulkInsert, type ColumnTypes } from './pg-bulk.js';
+import { insertRows, type SqliteStatements } from './sqlite-rows.js';
 
 export interface EventInput {
   type: string;
@@ -42,6 +43,8 @@ export class TxContext {
     readonly tx: Tx, readonly dialect: Connection['dialect'], readonly leaseSeconds: number,
     /** PostgreSQL: column types for bulk inserts (pg-bulk.ts). */
     readonly columnTypes: ColumnTypes | null = null,
+    /** SQLite, inside a transaction: the connection's statements, for bulk inserts (sqlite-rows.ts). */
+    readonly sqlite: SqliteStatements | null = null,
   ) {}
   emit(event: EventInput): void {
     this.events.push(event);
@@ -63,7 +66,7 @@ export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T
   let lastId = 0;
   let work = false;
   const value = await ctx.conn.db.transaction().execute(async (tx) => {
-    const t = new TxContext(tx, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes);
+    const t = new TxContext(tx, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes, ctx.conn.sqlite);
     const result = await fn(t);
     work = t.workAdded;
     const notifyWork = work && !t.workNotified;
@@ -96,10 +99,6 @@ export async function inStatement<T>(ctx: StoreContext, fn: (t: TxContext) => Pr
   return result;
 }
 
-/** SQLite: rows per insert, under its bound-parameter limit when a change emits an event per task of a
- * large job (a cancel of 100,000 queued tasks). PostgreSQL inserts them all as one JSON parameter (pg-bulk.ts). */
-const EVENT_CHUNK = 5_000;
-
 /** Event inputs as rows of the events table. */
 export function eventRows(events: readonly EventInput[]) {
   const createdAt = nowIso();
@@ -117,12 +116,8 @@ export function eventRows(events: readonly EventInput[]) {
 async function appendEvents(t: TxContext, work: boolean): Promise<number> {
   const rows = eventRows(t.events);
   if (t.dialect === 'sqlite') {
-    let last = 0;
-    for (let i = 0; i < rows.length; i += EVENT_CHUNK) {
-      const ids = await t.tx.insertInto('events').values(rows.slice(i, i + EVENT_CHUNK)).returning('id').execute();
-      last = Math.max(last, ...ids.map((r) => Number(r.id)));
-    }
-    return last;
+    if (!t.sqlite) throw new Error('appendEvents: a SQLite transaction without its statements');
+    return insertRows(t.sqlite, 'events', rows);
   }
   if (!t.hasXid) await sql`select pg_current_xact_id()`.execute(t.tx);
   // The insert and both NOTIFYs in one statement (one round trip instead of three).
