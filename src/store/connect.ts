@@ -14,6 +14,7 @@ import type { SqliteStatements } from './sqlite-rows.js';
 import { initialMigration } from './migrations/001-initial.js';
 import { jobsMigration } from './migrations/002-jobs.js';
 import { taskProfileMigration } from './migrations/003-task-profile.js';
+import { sweepIndexesMigration } from './migrations/004-sweep-indexes.js';
 
 export type DialectName = 'sqlite' | 'postgres';
 
@@ -81,7 +82,7 @@ function withStatementCache(database: BetterSqlite3.Database) {
 }
 
 function migrations(dialect: DialectName): Record<string, Migration> {
-  return { '001-initial': initialMigration(dialect), '002-jobs': jobsMigration(dialect), '003-task-profile': taskProfileMigration() };
+  return { '001-initial': initialMigration(dialect), '002-jobs': jobsMigration(dialect), '003-task-profile': taskProfileMigration(), '004-sweep-indexes': sweepIndexesMigration() };
 }
 
 async function migrate(conn: Connection): Promise<void> {

@@ -40,9 +40,13 @@ export function eventVerbs(ctx: StoreContext): EventVerbs {
     },
     async pruneEvents(olderThan) {
       return db.transaction().execute(async (tx) => {
-        const top = await tx.selectFrom('events').select((eb) => eb.fn.max<number>('id').as('n'))
-          .where('created_at', '<', olderThan).executeTakeFirst();
-        const through = Number(top?.n ?? 0);
+        // From the oldest event up to the first one not old enough: a walk along the primary key as long as
+        // what gets pruned, where max(id) over created_at read the whole log every 5 s. An old event
+        // behind a newer one (clocks do step back) waits for the next prune.
+        const first = await tx.selectFrom('events').select('id').where('created_at', '>=', olderThan)
+          .orderBy('id').limit(1).executeTakeFirst();
+        const through = first ? Number(first.id) - 1
+          : Number((await tx.selectFrom('events').select((eb) => eb.fn.max<number>('id').as('n')).executeTakeFirst())?.n ?? 0);
         if (through === 0) return 0;
         const res = await tx.deleteFrom('events').where('id', '<=', through).executeTakeFirst();
         await tx.insertInto('meta').values({ key: PRUNED_KEY, value: String(through) })

@@ -176,6 +176,26 @@ describe(`store conformance (${storeKind()})`, () => {
     assert.deepEqual(seen, all, 'the reader saw every event once, in id order');
   });
 
+  it('prunes the events older than the cutoff and keeps the newer ones', async () => {
+    const put = (key: string) => store.kvPut({ project, key, value: '1', ifMatch: null, ifNoneMatch: false, expiresAt: null, maxKeys: 100 });
+    await put('old-1');
+    await put('old-2');
+    const oldTop = await store.latestEventId();
+    await new Promise((r) => setTimeout(r, 15));
+    const cutoff = new Date().toISOString();
+    await new Promise((r) => setTimeout(r, 15));
+    await put('new-1');
+    await put('new-2');
+    const newTop = await store.latestEventId();
+    await store.pruneEvents(cutoff);
+    const through = await store.eventsPrunedThrough();
+    assert.ok(through >= oldTop && through < newTop, `pruned through ${through}: old ones end at ${oldTop}, new ones at ${newTop}`);
+    const left = await store.readEvents({}, 0, 100);
+    assert.equal(left.length, 2, 'both newer events are kept');
+    assert.ok(left.every((e) => e.id > oldTop && e.created_at >= cutoff), JSON.stringify(left));
+    assert.equal(await store.pruneEvents(cutoff), 0, 'nothing more to prune at the same cutoff');
+  });
+
   it('prunes events and remembers how far', async () => {
     const top = await store.latestEventId();
     await store.pruneEvents(new Date(Date.now() + 1000).toISOString());

@@ -1,0 +1,66 @@
+/**
+ * The job sweeper runs every second, so its statements must find what they change through an index, not
+ * read the tasks table: a full read grows with every task ever run. SQLite only: its query plans are
+ * fixed by the schema and the statement (PostgreSQL's depend on statistics), and the statements are the
+ * same Kysely ones on both.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import BetterSqlite3 from 'better-sqlite3';
+import { openStore } from '../../src/store/sql-store.js';
+import type { Store } from '../../src/store/port.js';
+
+type Captured = { source: string; args: unknown[] };
+
+/** Records every statement better-sqlite3 runs while `fn` does, with its bound values. */
+async function capture(fn: () => Promise<unknown>): Promise<Captured[]> {
+  const probe = new BetterSqlite3(':memory:');
+  const proto = Object.getPrototypeOf(probe.prepare('select 1')) as Record<string, (...a: unknown[]) => unknown>;
+  probe.close();
+  const seen: Captured[] = [];
+  const originals = Object.fromEntries(['run', 'all', 'get'].map((m) => [m, proto[m]!]));
+  for (const [m, original] of Object.entries(originals)) {
+    proto[m] = function (this: { source: string }, ...args: unknown[]) {
+      seen.push({ source: this.source, args });
+      return original.apply(this, args);
+    };
+  }
+  try {
+    await fn();
+  } finally {
+    Object.assign(proto, originals);
+  }
+  return seen;
+}
+
+describe('the sweeper\'s query plans (sqlite)', () => {
+  let dir: string;
+  let store: Store;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'computalot-plans-'));
+    store = await openStore({ sqlitePath: join(dir, 'db.sqlite') });
+  });
+  after(async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('reads tasks only through indexes that hold what it changes (leases held, queued tasks with a deadline)', async () => {
+    const statements = (await capture(() => store.sweep(new Date().toISOString())))
+      .filter((s) => /\btasks\b/.test(s.source));
+    assert.ok(statements.length >= 2, `the sweep's statements on tasks: ${statements.map((s) => s.source).join(' | ')}`);
+    const db = new BetterSqlite3(join(dir, 'db.sqlite'), { readonly: true });
+    try {
+      for (const { source, args } of statements) {
+        const plan = (db.prepare(`explain query plan ${source}`).all(...(args as unknown[][])) as Array<{ detail: string }>).map((r) => r.detail);
+        assert.ok(!plan.some((d) => /^SCAN tasks\b/.test(d)), `${source}\n  reads the whole table or index: ${plan.join('; ')}`);
+        assert.ok(plan.some((d) => /^SEARCH tasks USING (COVERING )?INDEX (tasks_leases|tasks_queue_deadline)\b/.test(d)), `${source}\n  ${plan.join('; ')}`);
+      }
+    } finally {
+      db.close();
+    }
+  });
+});
