@@ -49,6 +49,11 @@ export async function connect(opts: { databaseUrl?: string | null; sqlitePath: s
     const database = new BetterSqlite3(opts.sqlitePath);
     database.pragma('journal_mode = WAL');
     database.pragma('synchronous = NORMAL');
+    // Checkpoint every ~40 MB of WAL instead of SQLite's ~4 MB: a checkpoint (in the committing thread)
+    // copies each changed page once and fsyncs twice however many commits it covers, so ten times fewer
+    // of them cost less. Alternating runs, 10 concurrent single submits: 9.4–10.3k/s and p99 5 ms at the
+    // default, 11.0–11.4k/s and p99 2–3 ms here (docs/decisions.md). The WAL file keeps that size on disk.
+    database.pragma('wal_autocheckpoint = 10000');
     database.pragma('busy_timeout = 5000');
     database.pragma('foreign_keys = ON');
     const statements = withStatementCache(database);
