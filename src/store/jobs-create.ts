@@ -37,7 +37,7 @@ export interface NewJob {
 
 export type CreateOutcome = { job_id: string; replayed: boolean; created_at: string };
 
-/** Rows per INSERT: SQLite allows 32,766 bound values; tasks have ~15 columns. */
+/** PostgreSQL's jobs without tasks (SQLite uses sqlite-rows.ts): rows per INSERT, under its 65,535 bound values at ~30 columns. */
 const CHUNK = 1_000;
 
 async function insertChunked<T extends Record<string, unknown>>(tx: Tx, table: 'tasks' | 'jobs', rows: T[]): Promise<void> {
