@@ -11,6 +11,7 @@ import type { Database } from './db-types.js';
 import { usePreparedStatements } from './pg-prepared.js';
 import { loadColumnTypes, type ColumnTypes } from './pg-bulk.js';
 import type { SqliteStatements } from './sqlite-rows.js';
+import { SqliteInlinePlugin } from './sqlite-inline.js';
 import { initialMigration } from './migrations/001-initial.js';
 import { jobsMigration } from './migrations/002-jobs.js';
 import { taskProfileMigration } from './migrations/003-task-profile.js';
@@ -57,7 +58,7 @@ export async function connect(opts: { databaseUrl?: string | null; sqlitePath: s
     database.pragma('busy_timeout = 5000');
     database.pragma('foreign_keys = ON');
     const statements = withStatementCache(database);
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: statements }) });
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: statements }), plugins: [new SqliteInlinePlugin()] });
     conn = { db, dialect: 'sqlite', pool: null, columnTypes: null, sqlite: statements, close: () => db.destroy() };
   }
   await migrate(conn);

@@ -10,6 +10,7 @@ import { nowIso } from '../core/clock.js';
 import { allowedFrom, TASK_TRANSITIONS } from '../core/states.js';
 import type { AttemptReport } from '../core/model.js';
 import { finishJobIfDone } from './jobs-finish.js';
+import { stateList } from './sqlite-inline.js';
 import type { TxContext } from './tx.js';
 import { uniqueRuns, valuesTable, type SqlType } from './values-table.js';
 
@@ -97,7 +98,7 @@ async function updateEndedTasks(t: TxContext, group: Decided[], lost: boolean, n
       worker_id = null, lease_token = null, lease_expires_at = null, exit_code = v.column7, error = v.column8,
       finished_at = v.column9${workerColumns}
     from ${values}
-    where tasks.id = v.column1 and tasks.lease_token = v.column2 and tasks.status in (${sql.join(LIVE)})
+    where tasks.id = v.column1 and tasks.lease_token = v.column2 and tasks.status in (${stateList(LIVE)})
     returning id`.execute(t.tx);
   return rows.map((r) => r.id);
 }
@@ -125,10 +126,10 @@ async function recordAttempts(t: TxContext, ended: Decided[]): Promise<void> {
 
 /** Leases past their expiry: the worker is gone; its attempts end as `worker_lost` (and count). */
 export async function expireLeasesInTx(t: TxContext, now: string): Promise<number> {
-  // The statuses as literals: SQLite only reads the partial index tasks_leases (WHERE status IN the
-  // same literals) for a query that names them; with bound values it scanned every task ever run.
+  // On SQLite the statuses are written out (sqlite-inline.ts): only then does it read the partial index
+  // tasks_leases (WHERE status IN the same literals); with bound values it scanned every task ever run.
   const expired = await t.tx.selectFrom('tasks').select(['id', 'attempt', 'lease_token', 'started_at'])
-    .where(sql<boolean>`status in (${sql.join(LIVE.map((s) => sql.lit(s)))})`).where('lease_expires_at', '<', now).limit(1000).execute();
+    .where('status', 'in', LIVE).where('lease_expires_at', '<', now).limit(1000).execute();
   const reports: AttemptReport[] = expired.map((task) => ({
     task_id: task.id, attempt: task.attempt, lease_token: task.lease_token ?? '', exit_code: null,
     outcome: 'worker_lost', error: { code: 'worker_lost', message: `The worker stopped renewing its lease (${t.leaseSeconds} s); the attempt was abandoned.` },

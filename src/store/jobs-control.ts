@@ -7,6 +7,7 @@ import { sql } from 'kysely';
 import { addSeconds, nowIso } from '../core/clock.js';
 import { allowedFrom, TASK_TRANSITIONS } from '../core/states.js';
 import { finishJobIfDone } from './jobs-finish.js';
+import { stateList } from './sqlite-inline.js';
 import type { TxContext } from './tx.js';
 import { uniqueRuns, valuesTable } from './values-table.js';
 
@@ -79,7 +80,7 @@ export async function liveUpdateInTx(t: TxContext, updates: LiveUpdate[]): Promi
     const { rows } = await sql<{ id: string; job_id: string; idx: number; account_id: string; project_id: string }>`
       update tasks set output_tail = coalesce(v.column3, tasks.output_tail), latest_progress = coalesce(v.column4, tasks.latest_progress)
       from ${values}
-      where tasks.id = v.column1 and tasks.lease_token = v.column2 and tasks.status in (${sql.join(LIVE)})
+      where tasks.id = v.column1 and tasks.lease_token = v.column2 and tasks.status in (${stateList(LIVE)})
       returning id, job_id, idx, account_id, project_id`.execute(t.tx);
     const byId = new Map(rows.map((row) => [row.id, row]));
     for (const u of run) {

@@ -17,6 +17,7 @@ import { sql } from 'kysely';
 import { nowIso } from '../core/clock.js';
 import type { LeasedTask } from '../core/model.js';
 import { allowedFrom, TASK_TRANSITIONS } from '../core/states.js';
+import { stateList } from './sqlite-inline.js';
 import type { TxContext } from './tx.js';
 import { uniqueRuns, valuesTable } from './values-table.js';
 import { leasePostgresInTx } from './jobs-lease-postgres.js';
@@ -93,7 +94,7 @@ export async function markStartedInTx(t: TxContext, reports: StartReport[]): Pro
     const { rows } = await sql<{ id: string; job_id: string; project_id: string; account_id: string; idx: number }>`
       update tasks set status = 'running', started_at = v.column3, status_reason = v.column4
       from ${values}
-      where tasks.id = v.column1 and tasks.lease_token = v.column2 and tasks.status in (${sql.join(STARTED_FROM)})
+      where tasks.id = v.column1 and tasks.lease_token = v.column2 and tasks.status in (${stateList(STARTED_FROM)})
       returning id, job_id, project_id, account_id, idx`.execute(t.tx);
     if (rows.length > 0) t.hasXid = true;
     const byId = new Map(rows.map((row) => [row.id, row]));
