@@ -19,6 +19,8 @@ describe('SqliteInlinePlugin', () => {
     const q = db.selectFrom('tasks').select('id').where('status', '=', 'queued').where('tasks.status', 'in', ['preparing', 'running']).compile();
     assert.equal(q.sql, `select "id" from "tasks" where "status" = 'queued' and "tasks"."status" in ('preparing', 'running')`);
     assert.deepEqual(q.parameters, []);
+    const or = db.selectFrom('tasks').select('id').where((eb) => eb.or([eb('status', '=', 'queued'), eb('status', '=', 'failed')])).where('job_id', '=', 'j').compile();
+    assert.equal(or.sql, `select "id" from "tasks" where ("status" = 'queued' or "status" = 'failed') and "job_id" = ?`);
   });
 
   it('keeps bound what is not a state, what is not compared with status, and the values a statement sets', () => {
