@@ -9,7 +9,17 @@ mapfile -t files < <(find test -name '*.test.ts' | sort)
 if [ $# -gt 0 ]; then files=("$@"); fi
 export COMPUTALOT_TEST_PG_URL="${COMPUTALOT_TEST_PG_URL:-postgres://computalot:computalot@127.0.0.1:5432/postgres}"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# The images test servers built (test/helpers/oci.ts, recordBuiltImages), untagged once every test has
+# ended, so runs do not pile them up in podman's storage.
+export COMPUTALOT_TEST_IMAGES
+COMPUTALOT_TEST_IMAGES=$(mktemp)
+untag_test_images() {
+  if [ -s "$COMPUTALOT_TEST_IMAGES" ] && command -v podman >/dev/null; then
+    sort -u "$COMPUTALOT_TEST_IMAGES" | xargs -r podman rmi --ignore >/dev/null 2>&1 || true
+  fi
+  rm -f "$log" "$COMPUTALOT_TEST_IMAGES"
+}
+trap untag_test_images EXIT
 status=0
 
 run_pass() {

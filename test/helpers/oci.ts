@@ -3,9 +3,9 @@
  * `npm run setup` builds. Without them the oci tests skip with a reason, unless COMPUTALOT_REQUIRE_ALL=1,
  * under which the check throws and the test fails.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export const BASE_IMAGE = 'localhost/computalot/python:bookworm';
@@ -33,14 +33,32 @@ export function ociOnly(): { skip?: string } {
 }
 
 /**
- * Untags the images a test server's workers built (the list each worker keeps in its work dir), so test
- * runs do not pile images up in the host's podman storage: a CI machine kept every run's tags, and a
- * cached build then printed one "Successfully tagged" line per earlier test project. Untag, not remove by
- * id: an image still named by another server running meanwhile stays.
+ * Every image name in podman's storage. `podman images` fails now and then while another test removes an
+ * image it was listing ("image not known"): tried again, up to 5 s.
  */
-export async function untagBuiltImages(dataDir: string): Promise<void> {
+export async function listImages(): Promise<string[]> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return execFileSync('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}'], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 })
+        .toString().split('\n').filter(Boolean);
+    } catch (error) {
+      if (attempt >= 50) throw error;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/**
+ * Keeps test runs from piling images up in the host's podman storage (a CI machine kept every run's tags,
+ * and a cached build then printed one "Successfully tagged" line per earlier test project): the images a
+ * test server's workers built (the list each keeps in its work dir) are added to the run's list
+ * (COMPUTALOT_TEST_IMAGES, set by scripts/test.sh), which the script untags when every test has ended.
+ * Not at once: removing an image while another test's build is reusing it could fail that build. Without
+ * the variable (a test file run by hand) they are left.
+ */
+export async function recordBuiltImages(dataDir: string): Promise<void> {
+  const list = process.env.COMPUTALOT_TEST_IMAGES;
+  if (!list) return;
   const text = await readFile(join(dataDir, 'work', 'oci', 'images.txt'), 'utf8').catch(() => '');
-  const images = [...new Set(text.split('\n').filter(Boolean))];
-  if (images.length === 0) return;
-  await new Promise<void>((resolve) => execFile('podman', ['rmi', '--ignore', ...images], { timeout: 60_000 }, () => resolve()));
+  if (text.trim() !== '') await appendFile(list, text.endsWith('\n') ? text : `${text}\n`);
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../../src/config.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { testDatabase } from './db.js';
-import { untagBuiltImages } from './oci.js';
+import { recordBuiltImages } from './oci.js';
 
 export const ADMIN_TOKEN = 'flk_test_admin_token_0123456789abcdefghij';
 export const ROOT = new URL('../../', import.meta.url).pathname;
@@ -40,7 +40,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     async stop() {
       await server.stop();
       await db.drop();
-      await untagBuiltImages(dataDir);
+      await recordBuiltImages(dataDir);
       // Retries (Node's own, on ENOTEMPTY and the like): once, with the oci runtime, something still wrote
       // into work/oci while the folder was being removed after stop (seen in a full run, not reproduced).
       await rm(dataDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });

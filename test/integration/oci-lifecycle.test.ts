@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { call, makeAccount, type TestAccount } from '../helpers/http.js';
 import { submit, tasks, waitJob } from '../helpers/jobs.js';
-import { ociOnly, untagBuiltImages } from '../helpers/oci.js';
+import { listImages, ociOnly, recordBuiltImages } from '../helpers/oci.js';
 import { details, pushProject, waitDetails } from '../helpers/oci-project.js';
 import { ADMIN_TOKEN, spawnServer, startTestServer, type TestServer } from '../helpers/server.js';
 import { testDatabase } from '../helpers/db.js';
@@ -134,20 +134,12 @@ describe('oci runtimes under disk pressure', ociOnly(), () => {
     const tags = [first, second].map((p) => `:${p.content_hash.slice('sha256:'.length, 'sha256:'.length + 16)}`);
     let left: string[] = [];
     for (let i = 0; i < 100; i += 1) {
-      let images: string[];
-      try {
-        images = execFileSync('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}'], { stdio: ['ignore', 'pipe', 'pipe'] }).toString().split('\n');
-      } catch {
-        // `podman images` fails while an image it listed is being removed (the very removal awaited here).
-        await new Promise((r) => setTimeout(r, 100));
-        continue;
-      }
-      left = images.filter((line) => line.startsWith('localhost/computalot/prj_') && tags.some((t) => line.endsWith(t)));
+      left = (await listImages()).filter((line) => line.startsWith('localhost/computalot/prj_') && tags.some((t) => line.endsWith(t)));
       if (left.length === 0) break;
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.deepEqual(left, [], 'both revisions\' images were removed');
-    assert.ok(execFileSync('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}']).toString().includes('localhost/computalot/python:bookworm'), 'base images are kept');
+    assert.ok((await listImages()).includes('localhost/computalot/python:bookworm'), 'base images are kept');
   });
 });
 
@@ -219,7 +211,7 @@ describe('SIGTERM while a runtime is being prepared', ociOnly(), () => {
     } finally {
       await server.stop();
       await db.drop();
-      await untagBuiltImages(dataDir);
+      await recordBuiltImages(dataDir);
       await rm(dataDir, { recursive: true, force: true });
     }
   });

@@ -11,7 +11,7 @@ import { createServer, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { call, makeAccount, type TestAccount } from '../helpers/http.js';
 import { results, submit, tasks, waitJob } from '../helpers/jobs.js';
-import { ociOnly } from '../helpers/oci.js';
+import { listImages, ociOnly } from '../helpers/oci.js';
 import { details, pushProject, waitDetails } from '../helpers/oci-project.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -154,10 +154,10 @@ describe('preparing oci runtimes', ociOnly(), () => {
     const warm = await waitDetails(srv.url, acc.member, 'ahead', (d) => d.ready_for_jobs === true);
     assert.equal(warm.nodes[0].state, 'warm');
     assert.equal(warm.jobs.queued + warm.jobs.running, 0);
-    const listed = execFileSync('podman', ['images', '--format', '{{.Repository}}:{{.Tag}}']).toString();
+    const listed = await listImages();
     const hex = pushed.content_hash.slice('sha256:'.length, 'sha256:'.length + 16);
-    const ours = listed.split('\n').find((line) => line.endsWith(`:${hex}`));
-    assert.ok(ours && imageExists(ours), `the image was built: ${listed}`);
+    const ours = listed.find((line) => line.endsWith(`:${hex}`));
+    assert.ok(ours && imageExists(ours), `the image was built: ${listed.join(' ')}`);
 
     const inv = await call(srv.url, 'POST', '/api/v1/projects/ahead/invalidate', { token: acc.member, json: {} });
     assert.equal(inv.status, 200);

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { testDatabase, type TestDatabase } from '../helpers/db.js';
 import { call } from '../helpers/http.js';
-import { ociOnly, untagBuiltImages } from '../helpers/oci.js';
+import { ociOnly, recordBuiltImages } from '../helpers/oci.js';
 import { ADMIN_TOKEN, ROOT, spawnServer, type SpawnedServer } from '../helpers/server.js';
 
 const run = promisify(execFile);
@@ -42,7 +42,7 @@ for (const runtime of ['process', 'oci'] as const) describe(`README walk-through
   after(async () => {
     await server.stop();
     await db.drop();
-    await untagBuiltImages(dataDir);
+    await recordBuiltImages(dataDir);
     await rm(dataDir, { recursive: true, force: true });
     await rm(workDir, { recursive: true, force: true });
   });

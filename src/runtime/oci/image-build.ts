@@ -130,7 +130,14 @@ async function killBuildContainers(engine: EngineOptions, runcRoot: string): Pro
  */
 export async function removeProjectImages(engine: EngineOptions, projectId: string): Promise<void> {
   const repository = imageRepository(projectId);
-  const listed = await podman(engine, ['images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', `reference=${repository}`]);
+  // `podman images` fails while an image it is listing is being removed (another worker, another
+  // project's invalidate): tried again, a few times.
+  const list = ['images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', `reference=${repository}`];
+  let listed = await podman(engine, list);
+  for (let attempt = 1; listed.code !== 0 && attempt < 5; attempt += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    listed = await podman(engine, list);
+  }
   // The filter picks images, and podman then lists every name each one has: keep this project's.
   const names = [...new Set(listed.stdout.split('\n').map((s) => s.trim()).filter((s) => s.startsWith(`${repository}:`)))];
   if (names.length > 0) await podman(engine, ['rmi', '-f', '--ignore', ...names]);
