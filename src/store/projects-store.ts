@@ -69,6 +69,8 @@ export function projectVerbs(ctx: StoreContext): ProjectVerbs {
         }
         const revisions = await tx.selectFrom('revisions').select('tarball_sha256')
           .where('project_id', '=', project.id).where('tarball_deleted_at', 'is', null).execute();
+        // Attempts have no project column: through their jobs (attempts_job), before the jobs go.
+        await tx.deleteFrom('attempts').where('job_id', 'in', tx.selectFrom('jobs').select('id').where('project_id', '=', project.id)).execute();
         for (const table of ['revisions', 'kv', 'prepared_runtimes', 'push_locks', 'tasks', 'jobs'] as const) {
           await tx.deleteFrom(table).where('project_id', '=', project.id).execute();
         }

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type { AttemptReport, LeasedTask, Worker } from '../../src/core/model.js';
 import type { CreateOutcome, NewJob, Project, Store } from '../../src/store/port.js';
+import { connect } from '../../src/store/connect.js';
 import { openStore } from '../../src/store/sql-store.js';
 import { storeKind, testDatabase, type TestDatabase } from '../helpers/db.js';
 
@@ -234,5 +235,28 @@ describe(`leases and batched reports (${storeKind()})`, () => {
     assert.deepEqual(created.map((e) => e.id), [...created.map((e) => e.id)].sort((a, b) => a - b), 'in submit order');
     assert.deepEqual(created.map((e) => e.data.tasks_total), [1, 2, 3]);
     for (const id of ids) assert.equal((await tasksOf(id)).length, created.find((e) => e.data.job_id === id)!.data.tasks_total);
+  });
+  it('deleting a project removes its jobs with their tasks and attempts', async () => {
+    const gone = await store.createProject(accountId, { name: 'gone', remote_dir: null, description: null, env: {} });
+    const { revision: rev } = await store.publishRevision(gone, {
+      content_hash: 'sha256:bb', tarball_sha256: 'b'.repeat(64), size_bytes: 10, files: [], manifest: {}, manifest_warnings: [],
+    }, 10);
+    const { outcomes } = await store.createJobs([{ ...job(1), project_id: gone.id, project: gone.name, revision_id: rev.id, content_hash: rev.content_hash }]);
+    const jobId = (outcomes[0] as CreateOutcome).job_id;
+    const [t] = await lease(1);
+    assert.equal(t!.job_id, jobId);
+    await store.reportAndLease({ started: [], live: [], ended: [ended(t!, 'succeeded')] }, { workerId: worker.id, node: worker.node, profile: 'cpu', slots: 0 });
+    assert.equal(await statusOf(jobId), 'completed');
+    await store.deleteProject(gone);
+    const conn = await connect({ databaseUrl: db.url, sqlitePath: join(dir, 'db.sqlite') });
+    try {
+      for (const table of ['attempts', 'tasks', 'jobs'] as const) {
+        const column = table === 'jobs' ? 'id' : 'job_id';
+        const rows = await conn.db.selectFrom(table).select(column).where(column, '=', jobId).execute();
+        assert.equal(rows.length, 0, `${table} of the deleted project's job`);
+      }
+    } finally {
+      await conn.close();
+    }
   });
 });
