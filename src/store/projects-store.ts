@@ -69,8 +69,11 @@ export function projectVerbs(ctx: StoreContext): ProjectVerbs {
         }
         const revisions = await tx.selectFrom('revisions').select('tarball_sha256')
           .where('project_id', '=', project.id).where('tarball_deleted_at', 'is', null).execute();
-        // Attempts have no project column: through their jobs (attempts_job), before the jobs go.
-        await tx.deleteFrom('attempts').where('job_id', 'in', tx.selectFrom('jobs').select('id').where('project_id', '=', project.id)).execute();
+        // Attempts and idempotency keys have no project column: through their jobs, before the jobs go. A
+        // key left behind would replay a job that no longer exists to a project made again under the name.
+        const jobs = tx.selectFrom('jobs').select('id').where('project_id', '=', project.id);
+        await tx.deleteFrom('attempts').where('job_id', 'in', jobs).execute();
+        await tx.deleteFrom('idempotency_keys').where('account_id', '=', project.account_id).where('job_id', 'in', jobs).execute();
         for (const table of ['revisions', 'kv', 'prepared_runtimes', 'push_locks', 'tasks', 'jobs'] as const) {
           await tx.deleteFrom(table).where('project_id', '=', project.id).execute();
         }

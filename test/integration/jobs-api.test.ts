@@ -255,6 +255,21 @@ describe('jobs API', () => {
     assert.equal(h2.body.id, h1.body.id);
   });
 
+  it('an idempotency key of a deleted project\'s job makes a new job in the project made again under that name', async () => {
+    const name = 'reborn';
+    await pushFixture(srv.url, acc.member, name);
+    const body = { project: name, payload: { mode: 'echo' }, idempotency_key: 'reborn-key' };
+    const first = await call(srv.url, 'POST', '/api/v1/jobs', { token: acc.member, json: body });
+    assert.equal(first.status, 201);
+    await waitJob(srv.url, acc.member, first.body.id);
+    assert.equal((await call(srv.url, 'DELETE', `/api/v1/projects/${name}`, { token: acc.member })).status, 204);
+    await pushFixture(srv.url, acc.member, name);
+    const again = await call(srv.url, 'POST', '/api/v1/jobs', { token: acc.member, json: body });
+    assert.equal(again.status, 201, JSON.stringify(again.body));
+    assert.notEqual(again.body.id, first.body.id);
+    assert.equal((await call(srv.url, 'POST', '/api/v1/jobs', { token: acc.member, json: body })).body.id, again.body.id, 'the key now names the new job');
+  });
+
   it('takes a batch, each job on its own', async () => {
     const res = await call(srv.url, 'POST', '/api/v1/jobs/batch', { token: acc.member, json: { jobs: [
       { project: P, payload: { mode: 'echo' } },
