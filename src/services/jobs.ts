@@ -16,6 +16,7 @@ import type { NewJob } from '../store/port.js';
 import type { Deps } from './deps.js';
 import { projectKey, ProjectLookups } from './project-lookups.js';
 import { SubmitBatcher } from './submit-batcher.js';
+import { queuedQuotaRefusals } from './task-quota.js';
 
 export type SubmitAnswer = { id: string; replayed: boolean; created_at: string; job: NewJob; started: number } | { error: AppError };
 
@@ -56,6 +57,14 @@ export async function submitJobs(deps: Deps, accountId: string, bodies: unknown[
         if (!isAppError(err)) throw err;
         answers.push({ error: err });
       }
+    }
+    const refused = await queuedQuotaRefusals(deps, accountId, jobs);
+    for (let i = jobs.length - 1; i >= 0; i -= 1) {
+      const error = refused[i];
+      if (!error) continue;
+      answers[slots[i]!] = { error };
+      jobs.splice(i, 1);
+      slots.splice(i, 1);
     }
     const created = jobs.length === 0 ? { outcomes: [], leased: [] } : await batcherOf(deps).submit(jobs);
     if (created.stale) {

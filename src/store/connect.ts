@@ -16,6 +16,7 @@ import { initialMigration } from './migrations/001-initial.js';
 import { jobsMigration } from './migrations/002-jobs.js';
 import { taskProfileMigration } from './migrations/003-task-profile.js';
 import { sweepIndexesMigration } from './migrations/004-sweep-indexes.js';
+import { accountQueueIndexMigration } from './migrations/005-account-queue-index.js';
 
 export type DialectName = 'sqlite' | 'postgres';
 
@@ -88,7 +89,8 @@ function withStatementCache(database: BetterSqlite3.Database) {
 }
 
 function migrations(dialect: DialectName): Record<string, Migration> {
-  return { '001-initial': initialMigration(dialect), '002-jobs': jobsMigration(dialect), '003-task-profile': taskProfileMigration(), '004-sweep-indexes': sweepIndexesMigration() };
+  return { '001-initial': initialMigration(dialect), '002-jobs': jobsMigration(dialect), '003-task-profile': taskProfileMigration(), '004-sweep-indexes': sweepIndexesMigration(),
+    '005-account-queue-index': accountQueueIndexMigration() };
 }
 
 async function migrate(conn: Connection): Promise<void> {

@@ -73,5 +73,11 @@ export function jobReads({ conn }: StoreContext) {
       const rows = await db.selectFrom('tasks').selectAll().where('job_id', '=', jobId).orderBy('idx').execute();
       return rows.map((r) => ({ ...toTask(r), output: '', payload: null }));
     },
+    async queuedTaskCount(accountId: string): Promise<number> {
+      // Through tasks_account_queued (its WHERE names the state as this statement does; sqlite-inline.ts).
+      const row = await db.selectFrom('tasks').select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('account_id', '=', accountId).where('status', '=', 'queued').executeTakeFirstOrThrow();
+      return Number(row.n);
+    },
   };
 }

@@ -17,7 +17,7 @@ import { pipeline } from './pg-pipeline.js';
 import { markSilentWorkersOfflineInTx, registerWorker, setRuntimeStateInTx, setWorkerStatusInTx } from './workers-store.js';
 
 type JobVerbs = Pick<Store,
-  | 'createJobs' | 'getJob' | 'listJobs' | 'listTasks' | 'resultRows' | 'cancelJob' | 'registerWorker'
+  | 'createJobs' | 'getJob' | 'listJobs' | 'listTasks' | 'resultRows' | 'queuedTaskCount' | 'cancelJob' | 'registerWorker'
   | 'setWorkerStatus' | 'leaseTasks' | 'heartbeat' | 'applyWorkerReports' | 'reportAndLease' | 'setRuntimeState' | 'sweep'>;
 
 export function jobVerbs(ctx: StoreContext): JobVerbs {

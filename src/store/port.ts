@@ -105,6 +105,8 @@ export interface Store {
   listJobs(accountId: string, filter: { projectId?: string; status?: string }, page: PageQuery): Promise<Page<JobRecord & { counts: TaskCounts }>>;
   listTasks(jobId: string, page: PageQuery): Promise<Page<TaskRecord & { attempts: AttemptRecord[] }>>;
   resultRows(jobId: string): Promise<TaskRecord[]>;
+  /** The account's queued tasks (the queued_tasks quota). */
+  queuedTaskCount(accountId: string): Promise<number>;
   cancelJob(jobId: string, reason: string): Promise<{ cancelled_tasks: number; cancelling_tasks: number }>;
 
   // workers and leases (SPEC §8)

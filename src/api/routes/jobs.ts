@@ -30,7 +30,7 @@ export function jobRoutes(deps: Deps, streams: Set<() => void>): FastifyPluginAs
       // The schema documents the body; validateSubmit (services/jobs) checks it, with the same problems
       // and paths as each job of a batch, so Ajv does not validate it a second time.
       validatorCompiler: () => () => true,
-      schema: { tags: ['jobs'], body: SubmitJobBody, response: { 200: JobObject, 201: JobObject, ...authErrors, 409: ErrorBody, 422: ErrorBody } },
+      schema: { tags: ['jobs'], body: SubmitJobBody, response: { 200: JobObject, 201: JobObject, ...authErrors, 409: ErrorBody, 422: ErrorBody, 429: ErrorBody } },
     }, async (request, reply) => {
       const header = request.headers['idempotency-key'];
       const [answer] = await submitJobs(deps, accountOf(request), [request.body], typeof header === 'string' ? header : null);

@@ -1,8 +1,8 @@
 /**
- * The job sweeper runs every second, so its statements must find what they change through an index, not
- * read the tasks table: a full read grows with every task ever run. SQLite only: its query plans are
- * fixed by the schema and the statement (PostgreSQL's depend on statistics), and the statements are the
- * same Kysely ones on both.
+ * Statements that run all the time must find what they need through an index, not read the tasks table:
+ * a full read grows with every task ever run. The job sweeper (every second) and the queued_tasks quota's
+ * count (every submit of an account with the quota). SQLite only: its query plans are fixed by the schema
+ * and the statement (PostgreSQL's depend on statistics), and the statements are the same Kysely ones on both.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -36,7 +36,7 @@ async function capture(fn: () => Promise<unknown>): Promise<Captured[]> {
   return seen;
 }
 
-describe('the sweeper\'s query plans (sqlite)', () => {
+describe('query plans of statements that run all the time (sqlite)', () => {
   let dir: string;
   let store: Store;
   before(async () => {
@@ -48,7 +48,19 @@ describe('the sweeper\'s query plans (sqlite)', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('reads tasks only through indexes that hold what it changes (leases held, queued tasks with a deadline)', async () => {
+  it('the queued_tasks count reads only the account\'s queued tasks', async () => {
+    const [statement] = (await capture(() => store.queuedTaskCount('acc_x'))).filter((s) => /\btasks\b/.test(s.source));
+    assert.ok(statement);
+    const db = new BetterSqlite3(join(dir, 'db.sqlite'), { readonly: true });
+    try {
+      const plan = (db.prepare(`explain query plan ${statement.source}`).all(...(statement.args as unknown[][])) as Array<{ detail: string }>).map((r) => r.detail);
+      assert.ok(plan.some((d) => /^SEARCH tasks USING (COVERING )?INDEX tasks_account_queued \(account_id=\?\)/.test(d)), plan.join('; '));
+    } finally {
+      db.close();
+    }
+  });
+
+  it('the sweep reads tasks only through indexes that hold what it changes (leases held, queued tasks with a deadline)', async () => {
     const statements = (await capture(() => store.sweep(new Date().toISOString())))
       .filter((s) => /\btasks\b/.test(s.source));
     assert.ok(statements.length >= 2, `the sweep's statements on tasks: ${statements.map((s) => s.source).join(' | ')}`);

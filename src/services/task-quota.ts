@@ -1,0 +1,45 @@
+/**
+ * The queued_tasks quota (SPEC §11) at submit: a job whose tasks would take the account's queued tasks
+ * past its limit is refused with 429 quota_exceeded, naming the limit and the tasks queued now; the other
+ * jobs of a batch go on. Checked before the insert, not in its transaction: concurrent submits of one
+ * account may pass the limit by what they bring together (documented in docs/decisions.md).
+ *
+ * The account's quotas are read once a second per account and kept meanwhile (an admin's change applies
+ * within a second): a read per submit would be a round trip on PostgreSQL's dispatch path. Accounts
+ * without the quota pay nothing more; those with it, a count of their own queued tasks
+ * (tasks_account_queued).
+ */
+import { AppError } from '../core/errors.js';
+import type { Quotas } from '../core/model.js';
+import type { NewJob } from '../store/port.js';
+import type { Deps } from './deps.js';
+
+const KEEP_MS = 1_000;
+const KEEP_AT_MOST = 10_000;
+const kept = new WeakMap<Deps, Map<string, { quotas: Quotas | null; until: number }>>();
+
+async function quotasOf(deps: Deps, accountId: string): Promise<Quotas | null> {
+  let byAccount = kept.get(deps);
+  if (!byAccount) kept.set(deps, byAccount = new Map());
+  const now = Date.now();
+  const hit = byAccount.get(accountId);
+  if (hit && hit.until > now) return hit.quotas;
+  const quotas = (await deps.store.getAccount(accountId))?.quotas ?? null;
+  if (byAccount.size >= KEEP_AT_MOST) byAccount.clear();
+  byAccount.set(accountId, { quotas, until: now + KEEP_MS });
+  return quotas;
+}
+
+/** Per job, in order: null, or the error refusing it (its tasks, after the ones before it, pass the limit). */
+export async function queuedQuotaRefusals(deps: Deps, accountId: string, jobs: readonly NewJob[]): Promise<Array<AppError | null>> {
+  const limit = jobs.length === 0 ? null : (await quotasOf(deps, accountId))?.queued_tasks ?? null;
+  if (limit === null) return jobs.map(() => null);
+  let used = await deps.store.queuedTaskCount(accountId);
+  return jobs.map((job) => {
+    if (used + job.tasks.length > limit) {
+      return new AppError('quota_exceeded', { quota: 'queued_tasks', limit, used }, { quota: 'queued_tasks', limit, used });
+    }
+    used += job.tasks.length;
+    return null;
+  });
+}
