@@ -36,6 +36,20 @@ async function capture(fn: () => Promise<unknown>): Promise<Captured[]> {
   return seen;
 }
 
+/** The SQLite query plan of each statement on tasks that `fn` runs (its plan lines, e.g. "SEARCH tasks USING INDEX …"). */
+async function taskPlans(path: string, fn: () => Promise<unknown>): Promise<Array<{ source: string; plan: string[] }>> {
+  const statements = (await capture(fn)).filter((s) => /\btasks\b/.test(s.source));
+  const db = new BetterSqlite3(path, { readonly: true });
+  try {
+    return statements.map(({ source, args }) => ({
+      source,
+      plan: (db.prepare(`explain query plan ${source}`).all(...(args as unknown[][])) as Array<{ detail: string }>).map((r) => r.detail),
+    }));
+  } finally {
+    db.close();
+  }
+}
+
 describe('query plans of statements that run all the time (sqlite)', () => {
   let dir: string;
   let store: Store;
@@ -49,30 +63,17 @@ describe('query plans of statements that run all the time (sqlite)', () => {
   });
 
   it('the queued_tasks count reads only the account\'s queued tasks', async () => {
-    const [statement] = (await capture(() => store.queuedTaskCount('acc_x'))).filter((s) => /\btasks\b/.test(s.source));
-    assert.ok(statement);
-    const db = new BetterSqlite3(join(dir, 'db.sqlite'), { readonly: true });
-    try {
-      const plan = (db.prepare(`explain query plan ${statement.source}`).all(...(statement.args as unknown[][])) as Array<{ detail: string }>).map((r) => r.detail);
-      assert.ok(plan.some((d) => /^SEARCH tasks USING (COVERING )?INDEX tasks_account_queued \(account_id=\?\)/.test(d)), plan.join('; '));
-    } finally {
-      db.close();
-    }
+    const [counted] = await taskPlans(join(dir, 'db.sqlite'), () => store.queuedTaskCount('acc_x'));
+    assert.ok(counted);
+    assert.ok(counted.plan.some((d) => /^SEARCH tasks USING (COVERING )?INDEX tasks_account_queued \(account_id=\?\)/.test(d)), counted.plan.join('; '));
   });
 
   it('the sweep reads tasks only through indexes that hold what it changes (leases held, queued tasks with a deadline)', async () => {
-    const statements = (await capture(() => store.sweep(new Date().toISOString())))
-      .filter((s) => /\btasks\b/.test(s.source));
+    const statements = await taskPlans(join(dir, 'db.sqlite'), () => store.sweep(new Date().toISOString()));
     assert.ok(statements.length >= 2, `the sweep's statements on tasks: ${statements.map((s) => s.source).join(' | ')}`);
-    const db = new BetterSqlite3(join(dir, 'db.sqlite'), { readonly: true });
-    try {
-      for (const { source, args } of statements) {
-        const plan = (db.prepare(`explain query plan ${source}`).all(...(args as unknown[][])) as Array<{ detail: string }>).map((r) => r.detail);
-        assert.ok(!plan.some((d) => /^SCAN tasks\b/.test(d)), `${source}\n  reads the whole table or index: ${plan.join('; ')}`);
-        assert.ok(plan.some((d) => /^SEARCH tasks USING (COVERING )?INDEX (tasks_leases|tasks_queue_deadline)\b/.test(d)), `${source}\n  ${plan.join('; ')}`);
-      }
-    } finally {
-      db.close();
+    for (const { source, plan } of statements) {
+      assert.ok(!plan.some((d) => /^SCAN tasks\b/.test(d)), `${source}\n  reads the whole table or index: ${plan.join('; ')}`);
+      assert.ok(plan.some((d) => /^SEARCH tasks USING (COVERING )?INDEX (tasks_leases|tasks_queue_deadline)\b/.test(d)), `${source}\n  ${plan.join('; ')}`);
     }
   });
 });
