@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { call, makeAccount } from '../test/helpers/http.js';
 import { pushFixture, waitJob } from '../test/helpers/jobs.js';
-import { benchPgUrl, benchServer, percentile, record, table } from './lib.js';
+import { benchPgUrl, benchServer, percentile, record, table, withCpu } from './lib.js';
 import { bull, bullHttp, directSpawns, run, startRedis, type Redis } from './peers.js';
 
 const SLOTS = 8;
@@ -198,26 +198,39 @@ export async function throughput(): Promise<void> {
   ].join('\n'));
 }
 
+/** A row of the submit table: the rate, and the CPU the system spent per job (what bounds it on 2 cores). */
+function submitRow(system: string, how: string, jobs: number, seconds: number, cpu: number, errors: number): Array<string | number> {
+  return [system, how, Math.round(jobs / seconds), (cpu / seconds).toFixed(2), jobs > 0 ? Math.round((cpu / jobs) * 1e6) : '-', errors];
+}
+
+/** 10 s of back-to-back POSTs of `batch` (1,000 jobs each); the jobs created. */
+async function batchedFor10s(url: string, headers: Record<string, string>, batch: string, created: (answer: unknown) => number) {
+  const t0 = performance.now();
+  let jobs = 0;
+  while (performance.now() - t0 < 10_000) {
+    const res = await fetch(url, { method: 'POST', headers, body: batch });
+    jobs += created(await res.json());
+  }
+  return { jobs, seconds: (performance.now() - t0) / 1000 };
+}
+
 export async function submit(): Promise<void> {
   const rows: Array<Array<string | number>> = [];
   const body = JSON.stringify({ project: 'p', runner_command: ['true'], payload: { n: 1 } });
   for (const [name, env] of await stores()) {
     const { server } = await benchServer({ COMPUTALOT_LOCAL_WORKERS: '0', ...env });
+    // The server process and, on PostgreSQL, the benchmark database's backends.
+    const system = (cmdline: string, pid: number) => pid === server.child.pid || cmdline.includes('computalot_bench');
     try {
       const acc = await makeAccount(server.url, 'bench');
       await pushFixture(server.url, acc.member, 'p');
       const headers = { authorization: `Bearer ${acc.member}`, 'content-type': 'application/json' };
-      const single = await autocannon({ url: `${server.url}/api/v1/jobs`, method: 'POST', headers, body, connections: 10, duration: 10 });
-      rows.push([`computalot (${name})`, 'single POST /jobs, 10 connections', Math.round(single.requests.average), single.non2xx + single.errors]);
+      const single = await withCpu(system, () => autocannon({ url: `${server.url}/api/v1/jobs`, method: 'POST', headers, body, connections: 10, duration: 10 }));
+      rows.push(submitRow(`computalot (${name})`, 'single POST /jobs, 10 connections', single.value['2xx'], single.value.duration, single.cpu, single.value.non2xx + single.value.errors));
       const batch = JSON.stringify({ jobs: Array.from({ length: 1000 }, () => JSON.parse(body)) });
-      const t0 = performance.now();
-      let jobs = 0;
-      while (performance.now() - t0 < 10_000) {
-        const res = await fetch(`${server.url}/api/v1/jobs/batch`, { method: 'POST', headers, body: batch });
-        const answer = await res.json() as { jobs: Array<{ id?: string }> };
-        jobs += answer.jobs.filter((j) => j.id).length;
-      }
-      rows.push([`computalot (${name})`, 'POST /jobs/batch, 1,000 per request', Math.round(jobs / ((performance.now() - t0) / 1000)), 0]);
+      const batched = await withCpu(system, () => batchedFor10s(`${server.url}/api/v1/jobs/batch`, headers, batch,
+        (answer) => (answer as { jobs: Array<{ id?: string }> }).jobs.filter((j) => j.id).length));
+      rows.push(submitRow(`computalot (${name})`, 'POST /jobs/batch, 1,000 per request', batched.value.jobs, batched.value.seconds, batched.cpu, 0));
     } finally {
       await server.stop();
     }
@@ -226,33 +239,38 @@ export async function submit(): Promise<void> {
   try {
     const b = await bull(redis, 'submit', 1, ['true']);
     await b.worker.pause();
-    let added = 0;
-    const t0 = performance.now();
-    await Promise.all(Array.from({ length: 10 }, async () => {
-      while (performance.now() - t0 < 10_000) { await b.queue.add('t', { n: 1 }); added += 1; }
-    }));
-    rows.push(['BullMQ 6 + Redis', 'queue.add, 10 concurrent', Math.round(added / ((performance.now() - t0) / 1000)), 0]);
-    let bulk = 0;
-    const t1 = performance.now();
-    while (performance.now() - t1 < 10_000) {
-      await b.queue.addBulk(Array.from({ length: 1000 }, () => ({ name: 't', data: { n: 1 } })));
-      bulk += 1000;
-    }
-    rows.push(['BullMQ 6 + Redis', 'queue.addBulk, 1,000 per call', Math.round(bulk / ((performance.now() - t1) / 1000)), 0]);
+    // In process: this process (the client) and redis-server.
+    const inProcess = (_cmdline: string, pid: number) => pid === process.pid || pid === redis.pid;
+    const adds = await withCpu(inProcess, async () => {
+      let added = 0;
+      const t0 = performance.now();
+      await Promise.all(Array.from({ length: 10 }, async () => {
+        while (performance.now() - t0 < 10_000) { await b.queue.add('t', { n: 1 }); added += 1; }
+      }));
+      return { jobs: added, seconds: (performance.now() - t0) / 1000 };
+    });
+    rows.push(submitRow('BullMQ 6 + Redis', 'queue.add, 10 concurrent', adds.value.jobs, adds.value.seconds, adds.cpu, 0));
+    const bulks = await withCpu(inProcess, async () => {
+      let bulk = 0;
+      const t1 = performance.now();
+      while (performance.now() - t1 < 10_000) {
+        await b.queue.addBulk(Array.from({ length: 1000 }, () => ({ name: 't', data: { n: 1 } })));
+        bulk += 1000;
+      }
+      return { jobs: bulk, seconds: (performance.now() - t1) / 1000 };
+    });
+    rows.push(submitRow('BullMQ 6 + Redis', 'queue.addBulk, 1,000 per call', bulks.value.jobs, bulks.value.seconds, bulks.cpu, 0));
     await b.close();
     const front = await bullHttp(redis, 'submit-http');
+    // Behind HTTP: the front's process and redis-server (the load generator is not counted, as for computalot).
+    const behindHttp = (_cmdline: string, pid: number) => pid === front.pid || pid === redis.pid;
     try {
       const headers = { 'content-type': 'application/json' };
-      const single = await autocannon({ url: front.url, method: 'POST', headers, body: JSON.stringify({ n: 1 }), connections: 10, duration: 10 });
-      rows.push(['BullMQ 6 + Redis behind HTTP', 'single POST, 10 connections', Math.round(single.requests.average), single.non2xx + single.errors]);
+      const single = await withCpu(behindHttp, () => autocannon({ url: front.url, method: 'POST', headers, body: JSON.stringify({ n: 1 }), connections: 10, duration: 10 }));
+      rows.push(submitRow('BullMQ 6 + Redis behind HTTP', 'single POST, 10 connections', single.value['2xx'], single.value.duration, single.cpu, single.value.non2xx + single.value.errors));
       const batch = JSON.stringify({ jobs: Array.from({ length: 1000 }, () => ({ n: 1 })) });
-      let viaHttp = 0;
-      const t2 = performance.now();
-      while (performance.now() - t2 < 10_000) {
-        const res = await fetch(`${front.url}/bulk`, { method: 'POST', headers, body: batch });
-        viaHttp += ((await res.json()) as { ids: unknown[] }).ids.length;
-      }
-      rows.push(['BullMQ 6 + Redis behind HTTP', 'POST /bulk, 1,000 per request', Math.round(viaHttp / ((performance.now() - t2) / 1000)), 0]);
+      const viaHttp = await withCpu(behindHttp, () => batchedFor10s(`${front.url}/bulk`, headers, batch, (answer) => (answer as { ids: unknown[] }).ids.length));
+      rows.push(submitRow('BullMQ 6 + Redis behind HTTP', 'POST /bulk, 1,000 per request', viaHttp.value.jobs, viaHttp.value.seconds, viaHttp.cpu, 0));
     } finally {
       await front.stop();
     }
@@ -260,10 +278,11 @@ export async function submit(): Promise<void> {
     redis.stop();
   }
   await record('submits per second', 'npm run bench -- submit', [
-    table(['system', 'how', 'jobs/s', 'errors'], rows),
+    table(['system', 'how', 'jobs/s', 'cores busy', 'CPU µs per job', 'errors'], rows),
     '',
     'computalot: HTTP with bearer auth, each job validated, planned and committed with its job.created event (SQLite: WAL, synchronous=NORMAL, safe from a process crash; PostgreSQL: synchronous_commit on; docs/decisions.md); no worker running.',
     'BullMQ: in-process client calls to Redis (no HTTP, no auth, in memory); "behind HTTP": bench/bull-http.ts in its own process (node:http, no auth, no validation), the same work as computalot\'s rows.',
+    'Cores busy and CPU per job (/proc, user + system): computalot\'s server process, plus its PostgreSQL backends on PostgreSQL; BullMQ\'s client process (in-process rows) or its HTTP front (behind HTTP), plus redis-server. The load generator (autocannon, fetch) is not counted for either.',
     'Targets (issue 3): ≥ 3,000/s single, ≥ 20,000 jobs/s batched.',
   ].join('\n'));
 }

@@ -2,7 +2,7 @@
  * Shared pieces of the benchmarks: a real server process (so its RSS can be read from /proc), sampling,
  * percentiles, and appending a dated section to bench/RESULTS.md with the command and the machine.
  */
-import { appendFile, mkdtemp, readFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { cpus, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -15,7 +15,47 @@ export async function benchServer(env: Record<string, string> = {}): Promise<{ s
   const server = await spawnServer({
     COMPUTALOT_DATA_DIR: dataDir, COMPUTALOT_ADMIN_TOKEN: ADMIN_TOKEN, COMPUTALOT_RUNTIME: 'process', LOG_LEVEL: 'warn', ...env,
   }, 'node');
+  // A benchmark's database and blobs are only its own: they go with the server (they were piling up in tmp).
+  const stop = server.stop.bind(server);
+  server.stop = async (signal) => {
+    try {
+      return await stop(signal);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  };
   return { server, dataDir };
+}
+
+/**
+ * CPU seconds (user + system) used so far by the processes whose command line matches: the server, its
+ * PostgreSQL backends, redis-server, a Node front. On a machine with few cores throughput is bounded by
+ * CPU per request, so the submit rows report it beside the rate (Linux /proc, clock ticks of 10 ms).
+ */
+export async function cpuSeconds(match: (cmdline: string, pid: number) => boolean): Promise<number> {
+  let ticks = 0;
+  for (const entry of await readdir('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replaceAll('\0', ' ');
+      if (!match(cmdline, pid)) continue;
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // The process ended while we read it.
+    }
+  }
+  return ticks / 100;
+}
+
+/** Runs `work` and returns its value with the CPU seconds the matching processes spent meanwhile. */
+export async function withCpu<T>(match: (cmdline: string, pid: number) => boolean, work: () => Promise<T>): Promise<{ value: T; cpu: number }> {
+  const before = await cpuSeconds(match);
+  const value = await work();
+  return { value, cpu: (await cpuSeconds(match)) - before };
 }
 
 export async function rssBytes(pid: number): Promise<number> {

@@ -6,12 +6,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, Worker, type Job } from 'bullmq';
 
-export interface Redis { port: number; stop(): void }
+export interface Redis { port: number; pid: number; stop(): void }
 
 export async function startRedis(port = 6392): Promise<Redis> {
   const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
   await sleep(400);
-  return { port, stop: () => child.kill() };
+  return { port, pid: child.pid!, stop: () => child.kill() };
 }
 
 /** Spawns argv and resolves when it exits (what every worker here does per task). */
@@ -56,7 +56,7 @@ export async function directSpawns(argv: string[], count: number, slots: number)
   return performance.now() - t0;
 }
 
-export interface BullFront { url: string; stop(): Promise<void> }
+export interface BullFront { url: string; pid: number; stop(): Promise<void> }
 
 /** bench/bull-http.ts in its own process: BullMQ behind HTTP, for rows that do computalot's work (HTTP submit). */
 export async function bullHttp(redis: Redis, name: string): Promise<BullFront> {
@@ -72,6 +72,7 @@ export async function bullHttp(redis: Redis, name: string): Promise<BullFront> {
   });
   return {
     url,
+    pid: child.pid!,
     stop: () => new Promise<void>((resolve) => {
       child.once('exit', () => resolve());
       child.kill('SIGTERM');

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 mapfile -t files < <(find test -name '*.test.ts' | sort)
 if [ $# -gt 0 ]; then files=("$@"); fi
 export COMPUTALOT_TEST_PG_URL="${COMPUTALOT_TEST_PG_URL:-postgres://computalot:computalot@127.0.0.1:5432/postgres}"
+# Statements compiled once (src/store/pg-template.ts) are compared with a fresh compile on every call.
+export COMPUTALOT_CHECK_TEMPLATES=1
 log=$(mktemp)
 # The images test servers built (test/helpers/oci.ts, recordBuiltImages), untagged once every test has
 # ended, so runs do not pile them up in podman's storage.

@@ -8,9 +8,10 @@ import { isDeepStrictEqual } from 'node:util';
 import { nowIso } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
-import { sql, type RawBuilder } from 'kysely';
+import { sql, type CompiledQuery, type Kysely, type RawBuilder } from 'kysely';
 import { bulkInsert, HOIST_MIN_ROWS, rowsSource, type ColumnTypes } from './pg-bulk.js';
 import { PREPARED } from './pg-prepared.js';
+import { fixedStatement } from './pg-template.js';
 import { insertRows } from './sqlite-rows.js';
 import { NOTIFY_CHANNEL, WORK_CHANNEL } from './event-feed.js';
 import { eventRows, type EventInput, type Tx, type TxContext } from './tx.js';
@@ -90,7 +91,7 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[], notifyWork = 
     inserted.push(job);
   }
   if (t.dialect === 'postgres' && rows.jobs.length > 0 && rows.tasks.length > 0) {
-    const { rows: [top] } = await insertStatement(t.columnTypes!, rows, notifyWork, projectGuards(inserted)).execute(t.tx);
+    const { rows: [top] } = await t.tx.executeQuery(insertStatement(t.tx, t.columnTypes!, rows, notifyWork, projectGuards(inserted)));
     // Jobs planned from a kept project read, and the project changed: roll the whole change back.
     if (!top!.ok) throw new StaleProjects();
     t.hasXid = true;
@@ -161,21 +162,40 @@ function addJobRows(rows: JobRows, job: NewJob, id: string, now: string): Create
  * through `new_jobs`, so no event id is drawn before a job row gave the transaction its xid (tx.ts,
  * high-water.ts). Needs at least one job with at least one task.
  */
-export function insertStatement(types: ColumnTypes, rows: JobRows, notifyWork: boolean, guards: ProjectGuard[] = []): RawBuilder<{ id: number | null; ok: boolean }> {
+export function insertStatement(db: Kysely<any>, types: ColumnTypes, rows: JobRows, notifyWork: boolean, guards: ProjectGuard[] = []): CompiledQuery<InsertedTop> {
+  const events = eventRows(rows.events);
+  if (rows.tasks.length >= HOIST_MIN_ROWS) {
+    return insertSql(types, rows, events, notifyWork, guards.length === 0 ? null : { count: guards.length, json: JSON.stringify(guards) }).compile(db);
+  }
+  // Small batches (all of a submit's, most group commits of single submits): one text per shape, compiled
+  // once (pg-template.ts) and prepared once per connection (PREPARED).
+  const key = ['jobs-insert', notifyWork, guards.length > 0, Object.keys(rows.jobs[0]!), Object.keys(rows.tasks[0]!), Object.keys(events[0]!)].join('|');
+  const values = [JSON.stringify(rows.jobs), JSON.stringify(rows.tasks), JSON.stringify(events), guards.length, JSON.stringify(guards)];
+  return fixedStatement(db, key, values, ([jobs, tasks, evs, count, json]) =>
+    insertSql(types, rows, events, notifyWork, guards.length === 0 ? null : { count, json }, { jobs, tasks, events: evs }));
+}
+
+type InsertedTop = { id: number | null; ok: boolean };
+
+/**
+ * The statement of insertStatement. `json`: the three tables' rows as placeholders (pg-template.ts), for
+ * the small form; otherwise the rows' JSON is written here, columns equal in every row hoisted (pg-bulk.ts).
+ */
+function insertSql(types: ColumnTypes, rows: JobRows, events: Record<string, unknown>[], notifyWork: boolean,
+  guards: { count: unknown; json: unknown } | null, json?: { jobs: unknown; tasks: unknown; events: unknown }): RawBuilder<InsertedTop> {
   const work = notifyWork ? sql`, case when max(id) is not null then pg_notify(${WORK_CHANNEL}, '') end` : sql``;
-  const ev = rowsSource(types, 'events', eventRows(rows.events), 'e');
-  // Small batches (all of a submit's, most of single submits' group commits) have one statement text.
-  const prepared = rows.tasks.length < HOIST_MIN_ROWS ? sql.raw(PREPARED) : sql``;
+  const ev = rowsSource(types, 'events', events, 'e', json?.events);
+  const prepared = json ? sql.raw(PREPARED) : sql``;
   // The projects the jobs were planned from, as they were then: every row must still match, or nothing is inserted.
-  const guard = guards.length === 0 ? sql`select true as ok` : sql`
-      select count(*) = ${guards.length} as ok from projects p
-      join json_to_recordset(${JSON.stringify(guards)}::json) as g(project_id text, revision_id text, env text)
+  const guard = guards === null ? sql`select true as ok` : sql`
+      select count(*) = ${guards.count} as ok from projects p
+      join json_to_recordset(${guards.json}::json) as g(project_id text, revision_id text, env text)
         on p.id = g.project_id and p.active_revision_id = g.revision_id and p.env::jsonb = g.env::jsonb`;
   const when = sql`(select ok from guard)`;
-  return sql<{ id: number | null; ok: boolean }>`${prepared}
+  return sql<InsertedTop>`${prepared}
     with guard as (${guard}),
-    new_jobs as (${bulkInsert(types, 'jobs', rows.jobs, when)} returning id),
-    new_tasks as (${bulkInsert(types, 'tasks', rows.tasks, when)}),
+    new_jobs as (${bulkInsert(types, 'jobs', rows.jobs, when, json?.jobs)} returning id),
+    new_tasks as (${bulkInsert(types, 'tasks', rows.tasks, when, json?.tasks)}),
     ev as (
       insert into events (${sql.join(ev.columns.map((c) => sql.ref(c)))})
       select ${sql.join(ev.values)} from ${ev.from}

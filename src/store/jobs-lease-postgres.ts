@@ -24,12 +24,13 @@
  * before an updated row gave the transaction its xid; events emitted earlier come after a change of
  * their own (or pg_current_xact_id() first, as tx.ts does).
  */
-import { sql, type RawBuilder } from 'kysely';
+import { sql, type CompiledQuery } from 'kysely';
 import { nowIso } from '../core/clock.js';
 import type { LeasedTask } from '../core/model.js';
 import { NOTIFY_CHANNEL } from './event-feed.js';
 import { LEASABLE, leasedTasks, leaseTerms, TO_RUNNING_JOB, type LeasedJob, type LeasedRow, type LeaseRequest, type LeaseTerms } from './jobs-lease-common.js';
 import { PREPARED } from './pg-prepared.js';
+import { fixedStatement } from './pg-template.js';
 import { eventRows, type TxContext } from './tx.js';
 
 /** One row per leased task, or a single row of nulls but last_event_id when nothing was leased. */
@@ -38,7 +39,7 @@ type Row = LeasedRow & LeasedJob & { n: string; last_event_id: number | null };
 export async function leasePostgresInTx(t: TxContext, req: LeaseRequest, extra: number): Promise<LeasedTask[]> {
   if (t.events.length > 0 && !t.hasXid) await sql`select pg_current_xact_id()`.execute(t.tx);
   const lease = leaseStatement(t, req, extra);
-  const { rows } = await lease.query.execute(t.tx);
+  const { rows } = await t.tx.executeQuery(lease.query);
   return lease.read(rows);
 }
 
@@ -47,18 +48,20 @@ export async function leasePostgresInTx(t: TxContext, req: LeaseRequest, extra: 
  * leasePostgresInTx, and for a submit that pipelines it after its insert (jobs-store.ts). It takes the
  * events `t` holds (emitted earlier in the transaction); with any, `t` must already have its xid.
  */
-export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): { query: RawBuilder<Row>; read(rows: readonly object[]): LeasedTask[] } {
+export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): { query: CompiledQuery<Row>; read(rows: readonly object[]): LeasedTask[] } {
   const now = nowIso();
   const slots = Math.max(0, req.slots);
   const limit = slots + extra;
   const lease = leaseTerms(t, req, now);
-  const pending = eventRows(t.events.splice(0));
-  const query = sql<Row>`${sql.raw(PREPARED)}
+  const pending = JSON.stringify(eventRows(t.events.splice(0)));
+  // The text never changes: compiled once, only the values go in (pg-template.ts).
+  const values = [req.profile, now, limit, slots, limit + 1, req.workerId, lease.token, lease.expires, req.node, lease.reason, lease.waiting, pending];
+  const query = fixedStatement(t.tx, 'lease', values, ([profile, at, limitV, slotsV, beyond, workerId, token, expires, node, reason, waiting, events]) => sql<Row>`${sql.raw(PREPARED)}
     with cand as materialized (
       select id, job_id, priority, available_at from tasks
-      where status = 'queued' and profile = ${req.profile} and available_at <= ${now}
+      where status = 'queued' and profile = ${profile} and available_at <= ${at}
       order by priority desc, available_at, id
-      limit ${limit}
+      limit ${limitV}
       for update skip locked
     ),
     numbered as (
@@ -66,16 +69,16 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
       from cand join jobs j on j.id = cand.job_id
     ),
     stop as (
-      select coalesce(min(n), ${limit + 1}) as at from numbered
-      where n > ${slots} and job_status <> 'running' and job_id not in (select job_id from numbered where n <= ${slots})
+      select coalesce(min(n), ${beyond}) as at from numbered
+      where n > ${slotsV} and job_status <> 'running' and job_id not in (select job_id from numbered where n <= ${slotsV})
     ),
     chosen as (
-      select numbered.id, numbered.n from numbered, stop where numbered.n <= ${slots} or numbered.n < stop.at
+      select numbered.id, numbered.n from numbered, stop where numbered.n <= ${slotsV} or numbered.n < stop.at
     ),
     leased as (
-      update tasks set status = 'preparing', attempt = tasks.attempt + 1, worker_id = ${req.workerId},
-        lease_token = ${lease.token}, lease_expires_at = ${lease.expires}, node = ${req.node},
-        status_reason = case when chosen.n <= ${slots} then ${lease.reason} else ${lease.waiting} end
+      update tasks set status = 'preparing', attempt = tasks.attempt + 1, worker_id = ${workerId},
+        lease_token = ${token}, lease_expires_at = ${expires}, node = ${node},
+        status_reason = case when chosen.n <= ${slotsV} then ${reason} else ${waiting} end
       from chosen
       where tasks.id = chosen.id and tasks.status in (${sql.join(LEASABLE)})
       returning tasks.id, tasks.job_id, tasks.project_id, tasks.account_id, tasks.idx, tasks.attempt, tasks.payload,
@@ -83,10 +86,10 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
     ),
     att as (
       insert into attempts (task_id, attempt, job_id, worker_id, node, status)
-      select id, attempt, job_id, ${req.workerId}, ${req.node}, 'preparing' from leased
+      select id, attempt, job_id, ${workerId}, ${node}, 'preparing' from leased
     ),
     started as (
-      update jobs set status = 'running', started_at = ${now}, status_reason = ${lease.reason}
+      update jobs set status = 'running', started_at = ${at}, status_reason = ${reason}
       where id in (select job_id from leased) and status in (${sql.join(TO_RUNNING_JOB)})
       returning id, account_id, project_id
     ),
@@ -94,18 +97,18 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
       insert into events (account_id, project_id, job_id, type, data, created_at)
       select account_id, project_id, job_id, type, data, created_at from (
         select e.account_id, e.project_id, e.job_id, e.type, e.data, e.created_at, 0 as grp, e.ord
-        from rows from (json_to_recordset(${JSON.stringify(pending)}::json)
+        from rows from (json_to_recordset(${events}::json)
           as (account_id text, project_id text, job_id text, type text, data text, created_at text))
           with ordinality as e(account_id, project_id, job_id, type, data, created_at, ord)
         union all
         select s.account_id, s.project_id, s.id, 'job.status',
-          json_build_object('job_id', s.id, 'status', 'running', 'status_reason', ${lease.reason}::text)::text, ${now}, 1,
+          json_build_object('job_id', s.id, 'status', 'running', 'status_reason', ${reason}::text)::text, ${at}, 1,
           (select min(l.n) from leased l where l.job_id = s.id)
         from started s
         union all
         select l.account_id, l.project_id, l.job_id, 'task.status',
           json_build_object('job_id', l.job_id, 'task_id', l.id, 'index', l.idx, 'status', 'preparing',
-            'attempt', l.attempt, 'node', ${req.node}::text)::text, ${now}, 2, l.n
+            'attempt', l.attempt, 'node', ${node}::text)::text, ${at}, 2, l.n
         from leased l
       ) e
       order by grp, ord
@@ -122,7 +125,7 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
     left join leased on true
     left join jobs j on j.id = leased.job_id
     left join projects p on p.id = j.project_id
-    order by leased.n`;
+    order by leased.n`);
   return { query, read: (rows) => readLease(t, lease, rows as Row[]) };
 }
 

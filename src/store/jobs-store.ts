@@ -88,7 +88,7 @@ async function createAndLeasePipelined(ctx: StoreContext, jobs: NewJob[], direct
   // One lease per request, in order (the caller hands each request's tasks to the worker that made it).
   const leases = direct.map((req) => leaseStatement(t, req, Math.max(0, req.prefetch ?? 0)));
   const [inserted, ...leaseRows] = await pipeline(ctx.conn.pool!, ctx.conn.db, [
-    insertStatement(ctx.conn.columnTypes!, rows, leases.length === 0, projectGuards(jobs)),
+    insertStatement(ctx.conn.db, ctx.conn.columnTypes!, rows, leases.length === 0, projectGuards(jobs)),
     ...leases.map((lease) => lease.query),
   ]);
   const top = inserted![0] as { id: number | null; ok: boolean };

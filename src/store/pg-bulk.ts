@@ -43,7 +43,11 @@ export async function loadColumnTypes(db: Kysely<any>): Promise<ColumnTypes> {
  */
 export const HOIST_MIN_ROWS = 32;
 
-export function rowsSource(types: ColumnTypes, table: string, rows: ReadonlyArray<Record<string, unknown>>, alias: string): {
+/**
+ * `json`: the rows' JSON as a value to put in the statement instead of writing it here (a placeholder of
+ * pg-template.ts, for a statement compiled once); nothing is hoisted then, `rows` only names the columns.
+ */
+export function rowsSource(types: ColumnTypes, table: string, rows: ReadonlyArray<Record<string, unknown>>, alias: string, json?: unknown): {
   from: RawBuilder<unknown>; columns: string[]; values: RawBuilder<unknown>[];
 } {
   const columnTypes = types.get(table);
@@ -55,11 +59,11 @@ export function rowsSource(types: ColumnTypes, table: string, rows: ReadonlyArra
     if (!type) throw new Error(`unknown column ${table}.${column}`);
     return type;
   };
-  const constant = new Set(rows.length < HOIST_MIN_ROWS ? [] : columns.filter((c) => rows.every((r) => r[c] === first[c])));
+  const constant = new Set(json !== undefined || rows.length < HOIST_MIN_ROWS ? [] : columns.filter((c) => rows.every((r) => r[c] === first[c])));
   const varying = columns.filter((c) => !constant.has(c));
   const definitions = varying.map((c) => sql`${sql.ref(c)} ${sql.raw(typeOf(c))}`);
-  const json = JSON.stringify(varying.length === columns.length ? rows : rows.map((r) => pick(r, varying)));
-  const from = sql`rows from (json_to_recordset(${json}::json) as (${sql.join(definitions)})) with ordinality as ${sql.raw(alias)}(${sql.join([...varying, 'ord'].map((c) => sql.ref(c)))})`;
+  const text = json ?? JSON.stringify(varying.length === columns.length ? rows : rows.map((r) => pick(r, varying)));
+  const from = sql`rows from (json_to_recordset(${text}::json) as (${sql.join(definitions)})) with ordinality as ${sql.raw(alias)}(${sql.join([...varying, 'ord'].map((c) => sql.ref(c)))})`;
   const values = columns.map((c) => constant.has(c) ? sql`${first[c]}::${sql.raw(typeOf(c))}` : sql.ref(`${alias}.${c}`));
   return { from, columns, values };
 }
@@ -72,10 +76,10 @@ function pick(row: Record<string, unknown>, keys: string[]): Record<string, unkn
 
 /**
  * `INSERT INTO <table> (<columns of rows[0]>) SELECT … FROM <rowsSource> [WHERE <when>]`, every row having
- * the same keys.
+ * the same keys (`json`: as for rowsSource).
  */
-export function bulkInsert(types: ColumnTypes, table: string, rows: ReadonlyArray<Record<string, unknown>>, when?: RawBuilder<unknown>): RawBuilder<unknown> {
-  const { from, columns, values } = rowsSource(types, table, rows, 'r');
+export function bulkInsert(types: ColumnTypes, table: string, rows: ReadonlyArray<Record<string, unknown>>, when?: RawBuilder<unknown>, json?: unknown): RawBuilder<unknown> {
+  const { from, columns, values } = rowsSource(types, table, rows, 'r', json);
   const where = when ? sql` where ${when}` : sql``;
   return sql`insert into ${sql.table(table)} (${sql.join(columns.map((c) => sql.ref(c)))}) select ${sql.join(values)} from ${from}${where}`;
 }

@@ -22,7 +22,7 @@
  */
 import pg from 'pg';
 import pgUtils from 'pg/lib/utils.js';
-import type { Kysely, RawBuilder } from 'kysely';
+import type { CompiledQuery, Kysely, RawBuilder } from 'kysely';
 import { preparedName } from './pg-prepared.js';
 
 type Row = Record<string, unknown>;
@@ -121,9 +121,9 @@ class Pipeline {
  * Runs the statements in one round trip and one transaction on a pooled connection; the rows each one
  * returned, in order. Throws the first statement error (nothing of the transaction stays).
  */
-export async function pipeline(pool: pg.Pool, db: Kysely<any>, statements: ReadonlyArray<RawBuilder<unknown>>): Promise<Row[][]> {
+export async function pipeline(pool: pg.Pool, db: Kysely<any>, statements: ReadonlyArray<RawBuilder<unknown> | CompiledQuery<unknown>>): Promise<Row[][]> {
   const compiled = statements.map((statement) => {
-    const query = statement.compile(db);
+    const query = 'compile' in statement ? statement.compile(db) : statement;
     return { name: preparedName(query.sql, 'computalot_pl_') ?? '', text: query.sql, values: query.parameters };
   });
   const client = await pool.connect();

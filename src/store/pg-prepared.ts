@@ -14,7 +14,8 @@ import type pg from 'pg';
 
 export const PREPARED = '/* prepared */';
 
-const names = new Map<string, string>();
+/** prefix → text → name. Keyed by the text itself: a compiled-once text (pg-template.ts) is the same string each call, whose hash V8 keeps. */
+const names = new Map<string, Map<string, string>>();
 
 /**
  * The name a marked statement is prepared under, or null for an unmarked one. `prefix` keeps apart two
@@ -22,11 +23,12 @@ const names = new Map<string, string>();
  */
 export function preparedName(text: string, prefix = 'computalot_'): string | null {
   if (!text.startsWith(PREPARED)) return null;
-  const key = prefix + text;
-  let name = names.get(key);
+  let byText = names.get(prefix);
+  if (!byText) names.set(prefix, byText = new Map());
+  let name = byText.get(text);
   if (!name) {
     name = `${prefix}${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
-    names.set(key, name);
+    byText.set(text, name);
   }
   return name;
 }
