@@ -28,6 +28,12 @@ export function stateList(states: readonly string[]): RawBuilder<unknown> {
   return sql.join(states.map((s) => sql.lit(s)));
 }
 
+/** The same as SQL text, for statements prepared on the connection itself (jobs-lease-sqlite.ts). */
+export function stateLiterals(states: readonly string[]): string {
+  for (const state of states) if (!STATES.has(state)) throw new Error(`stateLiterals: ${state} is not a state`);
+  return states.map((s) => `'${s}'`).join(', ');
+}
+
 function immediateInteger(node: OperationNode): OperationNode {
   if (!ValueNode.is(node) || node.immediate || !Number.isSafeInteger(node.value)) return node;
   return ValueNode.createImmediate(node.value);
