@@ -57,7 +57,7 @@ export class HelperLauncher implements Launcher {
     let withdrawn = false;
     let released = false;
     let delegate: LaunchedTask | null = null;
-    this.ensure().then((channel) => {
+    const start = (channel: HelperChannel) => {
       if (withdrawn) {
         setStarted({ withdrawn: true });
         setDrained();
@@ -82,7 +82,12 @@ export class HelperLauncher implements Launcher {
           setDrained();
         },
       });
-    }, (error: Error) => {
+    };
+    // A running helper gets the task now, in this turn: through the promise, the launch waited behind
+    // whatever the turn had queued (the submit's HTTP answer was written first, server timestamps).
+    const ready = this.channel !== null && this.current?.alive ? this.current : null;
+    if (ready) start(ready);
+    else this.ensure().then(start, (error: Error) => {
       // No helper (no C compiler): the Node spawner from now on, this task included.
       if (!this.fallback) {
         this.fallback = new SpawnerLauncher();

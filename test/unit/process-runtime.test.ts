@@ -286,9 +286,12 @@ describe('process runtime: timeout, cancel and the process tree', { skip }, () =
     run.attempt.cancel(); // a no-op once the attempt has ended
   });
 
-  it('a cancel right after run() means the process never starts', async () => {
+  it('a cancel before the launch means the process never starts', async () => {
     const marker = join(scratch, 'never-started');
-    const run = start({ runnerCommand: ['touch', marker] });
+    // A payload over 64 KiB is written asynchronously: the cancel lands while the attempt is being set up.
+    // (A small one is written and launched within run() itself, so the helper gets the task at once; a
+    // cancel after that terminates the started process instead.)
+    const run = start({ runnerCommand: ['touch', marker], payload: { big: 'x'.repeat(100_000) } });
     run.attempt.cancel();
     const done = await run.done();
     assert.equal(done.outcome.cancelled, true);
