@@ -146,12 +146,12 @@ function projectsOf(deps: Deps): ProjectLookups {
 async function projectFor(deps: Deps, accountId: string, name: string, cache: Map<string, PlannedProject | AppError>, fresh: boolean) {
   let entry = cache.get(name);
   if (!entry || (fresh && !(entry instanceof AppError) && entry.kept)) {
-    // PostgreSQL: batched with the other submits of this turn, and kept (project-lookups.ts). SQLite: a
-    // read is an in-process call, and waiting a turn to batch it only cost throughput (7.4k → 6.5k single
-    // submits/s, measured).
+    // Kept on both stores (project-lookups.ts); on PostgreSQL a read is batched with the other submits of
+    // this turn, on SQLite it goes at once.
+    const key = projectKey(accountId, name);
     const { project, kept } = deps.store.dialect === 'postgres'
-      ? await projectsOf(deps).load(projectKey(accountId, name), fresh)
-      : { project: await deps.store.getProject(accountId, name), kept: false };
+      ? await projectsOf(deps).load(key, fresh)
+      : await projectsOf(deps).loadNow(key, fresh, () => deps.store.getProject(accountId, name));
     const revision = project?.active_revision_id ? await revisionById(deps, project.active_revision_id) : null;
     entry = !project ? new AppError('project_not_found', { name })
       : !revision ? new AppError('project_not_pushed', { name })

@@ -1,6 +1,7 @@
 /**
- * Project reads of submits on PostgreSQL (src/services/project-lookups.ts): one read per account per turn;
- * a found project is kept and says so (its jobs are then checked at insert), a missing one is read again.
+ * Project reads of submits (src/services/project-lookups.ts): on PostgreSQL one read per account per turn;
+ * on both stores a found project is kept and says so (its jobs are then checked at insert), a missing one
+ * is read again.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -50,5 +51,23 @@ describe('project lookups', () => {
     assert.equal((await lookups.load(projectKey('acc', 'gone'))).project, null);
     assert.equal((await lookups.load(projectKey('acc', 'gone'))).project, null);
     assert.deepEqual(reads, [['p'], ['p'], ['p'], ['gone'], ['gone']]);
+  });
+  it('SQLite (loadNow): reads at once, keeps a found project, reads again when fresh or after forget, never keeps a missing one', async () => {
+    const reads: string[] = [];
+    const lookups = new ProjectLookups({ getProjects: async () => { throw new Error('loadNow must not batch'); } });
+    const read = (name: string) => async () => {
+      reads.push(name);
+      return name === 'gone' ? null : project('acc_a', name);
+    };
+    const key = projectKey('acc_a', 'p1');
+    assert.deepEqual(await lookups.loadNow(key, false, read('p1')), { project: project('acc_a', 'p1'), kept: false });
+    assert.deepEqual(await lookups.loadNow(key, false, read('p1')), { project: project('acc_a', 'p1'), kept: true });
+    assert.equal((await lookups.loadNow(key, true, read('p1'))).kept, false);
+    lookups.forget(key);
+    assert.equal((await lookups.loadNow(key, false, read('p1'))).kept, false);
+    const gone = projectKey('acc_a', 'gone');
+    assert.deepEqual(await lookups.loadNow(gone, false, read('gone')), { project: null, kept: false });
+    assert.deepEqual(await lookups.loadNow(gone, false, read('gone')), { project: null, kept: false });
+    assert.deepEqual(reads, ['p1', 'p1', 'p1', 'gone', 'gone']);
   });
 });
