@@ -47,6 +47,8 @@ export const JOB_TRANSITIONS: Record<JobState, readonly JobState[]> = {
 
 export const TASK_STATES = ['queued', 'preparing', 'running', 'completed', 'failed', 'cancelled'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
+/** Tasks that hold a lease (a worker's slot, or held for one): what the running_tasks quota counts. */
+export const TASK_LEASED_STATES = ['preparing', 'running'] as const satisfies readonly TaskState[];
 
 export const TASK_TRANSITIONS: Record<TaskState, readonly TaskState[]> = {
   queued: ['preparing', 'failed', 'cancelled'],

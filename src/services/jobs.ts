@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { aggregateResults, jobProgress, type AggregateTask } from '../core/aggregate.js';
 import { AppError, isAppError } from '../core/errors.js';
 import { planJob } from '../core/job-plan.js';
-import { jobWaitReason } from '../core/job-reason.js';
+import { jobWaitReason, type RunningCap } from '../core/job-reason.js';
 import type { AttemptRecord, JobRecord, Project, Revision, TaskCounts, TaskRecord, Worker } from '../core/model.js';
 import { isLive } from '../core/readiness.js';
 import type { Static } from '@sinclair/typebox';
@@ -195,10 +195,10 @@ async function prepareJob(deps: Deps, accountId: string, body: unknown, headerKe
 const FINISHED = new Set(['completed', 'partial', 'failed', 'cancelled']);
 
 /** The public job; `live` (the live workers) makes an unfinished job's status_reason say why it waits. */
-export function jobObject(job: JobRecord & { counts: TaskCounts }, live: Worker[] | null = null): Static<typeof JobObject> {
+export function jobObject(job: JobRecord & { counts: TaskCounts }, live: Worker[] | null = null, cap: RunningCap | null = null): Static<typeof JobObject> {
   const reason = FINISHED.has(job.status) || live === null
     ? job.status_reason
-    : jobWaitReason({ profile: job.profile, stored: job.status_reason }, job.counts, live);
+    : jobWaitReason({ profile: job.profile, stored: job.status_reason }, job.counts, live, cap);
   return <Static<typeof JobObject>>{
     id: job.id, type: job.type, project: job.project, content_hash: job.content_hash, status: job.status,
     status_reason: reason, error: job.error, recommended_action: job.recommended_action,

@@ -1,5 +1,8 @@
 /**
- * The queued_tasks quota (SPEC §11) at submit: a job whose tasks would take the account's queued tasks
+ * Task quotas (SPEC §11). The running_tasks quota is applied by the lease (src/store/jobs-lease*.ts);
+ * here is what a job's status_reason says about it (runningCapOf).
+ *
+ * The queued_tasks quota at submit: a job whose tasks would take the account's queued tasks
  * past its limit is refused with 429 quota_exceeded, naming the limit and the tasks queued now; the other
  * jobs of a batch go on. Checked before the insert, not in its transaction: concurrent submits of one
  * account may pass the limit by what they bring together (documented in docs/decisions.md).
@@ -10,6 +13,7 @@
  * (tasks_account_queued).
  */
 import { AppError } from '../core/errors.js';
+import type { RunningCap } from '../core/job-reason.js';
 import type { Quotas } from '../core/model.js';
 import type { NewJob } from '../store/port.js';
 import type { Deps } from './deps.js';
@@ -28,6 +32,12 @@ async function quotasOf(deps: Deps, accountId: string): Promise<Quotas | null> {
   if (byAccount.size >= KEEP_AT_MOST) byAccount.clear();
   byAccount.set(accountId, { quotas, until: now + KEEP_MS });
   return quotas;
+}
+
+/** The account's running_tasks quota and its leased tasks now; null without the quota (no read then). */
+export async function runningCapOf(deps: Deps, accountId: string): Promise<RunningCap | null> {
+  const limit = (await quotasOf(deps, accountId))?.running_tasks ?? null;
+  return limit === null ? null : { limit, leased: await deps.store.leasedTaskCount(accountId) };
 }
 
 /** Per job, in order: null, or the error refusing it (its tasks, after the ones before it, pass the limit). */

@@ -16,7 +16,9 @@ export function accountVerbs({ conn }: StoreContext): AccountVerbs {
   const db = conn.db;
   return {
     async createAccount({ name, quotas }) {
-      const row = { id: newId('acc'), name, quotas: JSON.stringify(quotas), created_at: nowIso() };
+      const row = { id: newId('acc'), name, quotas: JSON.stringify(quotas), running_tasks_cap: quotas.running_tasks, created_at: nowIso() };
+      // Leases lock capped accounts from now on in this process (others learn at their next lease).
+      if (quotas.running_tasks !== null) conn.leaseCaps.seen = true;
       try {
         await db.insertInto('accounts').values(row).execute();
       } catch (err) {
@@ -40,7 +42,8 @@ export function accountVerbs({ conn }: StoreContext): AccountVerbs {
       return pageOf((await q.execute()).map(toAccount), limit, (a) => a.id);
     },
     async setQuotas(accountId, quotas) {
-      await db.updateTable('accounts').set({ quotas: JSON.stringify(quotas) }).where('id', '=', accountId).execute();
+      if (quotas.running_tasks !== null) conn.leaseCaps.seen = true;
+      await db.updateTable('accounts').set({ quotas: JSON.stringify(quotas), running_tasks_cap: quotas.running_tasks }).where('id', '=', accountId).execute();
       return this.getAccount(accountId);
     },
     async createApiKey({ accountId, role, name, keyHash, keyPrefix }) {

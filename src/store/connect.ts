@@ -17,6 +17,7 @@ import { jobsMigration } from './migrations/002-jobs.js';
 import { taskProfileMigration } from './migrations/003-task-profile.js';
 import { sweepIndexesMigration } from './migrations/004-sweep-indexes.js';
 import { accountQueueIndexMigration } from './migrations/005-account-queue-index.js';
+import { runningTasksCapMigration } from './migrations/006-running-tasks-cap.js';
 
 export type DialectName = 'sqlite' | 'postgres';
 
@@ -29,6 +30,11 @@ export interface Connection {
   columnTypes: ColumnTypes | null;
   /** SQLite only: the connection's cached prepared statements, for bulk inserts in a transaction (sqlite-rows.ts). */
   sqlite: SqliteStatements | null;
+  /**
+   * PostgreSQL: whether an account had a running_tasks cap when this process last looked (a lease, or a
+   * quota set here). While one has, leases lock the capped accounts before they count (jobs-lease-postgres.ts).
+   */
+  leaseCaps: { seen: boolean };
   close(): Promise<void>;
 }
 
@@ -45,7 +51,7 @@ export async function connect(opts: { databaseUrl?: string | null; sqlitePath: s
     pool.on('error', () => undefined);
     usePreparedStatements(pool);
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    conn = { db, dialect: 'postgres', pool, columnTypes: null, sqlite: null, close: () => db.destroy() };
+    conn = { db, dialect: 'postgres', pool, columnTypes: null, sqlite: null, leaseCaps: { seen: true }, close: () => db.destroy() };
   } else {
     if (opts.sqlitePath !== ':memory:') mkdirSync(dirname(opts.sqlitePath), { recursive: true });
     const database = new BetterSqlite3(opts.sqlitePath);
@@ -60,7 +66,7 @@ export async function connect(opts: { databaseUrl?: string | null; sqlitePath: s
     database.pragma('foreign_keys = ON');
     const statements = withStatementCache(database);
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: statements }), plugins: [new SqliteInlinePlugin()] });
-    conn = { db, dialect: 'sqlite', pool: null, columnTypes: null, sqlite: statements, close: () => db.destroy() };
+    conn = { db, dialect: 'sqlite', pool: null, columnTypes: null, sqlite: statements, leaseCaps: { seen: false }, close: () => db.destroy() };
   }
   await migrate(conn);
   if (conn.dialect === 'postgres') conn.columnTypes = await loadColumnTypes(conn.db);
@@ -90,7 +96,7 @@ function withStatementCache(database: BetterSqlite3.Database) {
 
 function migrations(dialect: DialectName): Record<string, Migration> {
   return { '001-initial': initialMigration(dialect), '002-jobs': jobsMigration(dialect), '003-task-profile': taskProfileMigration(), '004-sweep-indexes': sweepIndexesMigration(),
-    '005-account-queue-index': accountQueueIndexMigration() };
+    '005-account-queue-index': accountQueueIndexMigration(), '006-running-tasks-cap': runningTasksCapMigration(dialect) };
 }
 
 async function migrate(conn: Connection): Promise<void> {

@@ -4,7 +4,7 @@
  */
 import type { Generated } from 'kysely';
 
-export interface AccountsTable { id: string; name: string; quotas: string; created_at: string }
+export interface AccountsTable { id: string; name: string; quotas: string; running_tasks_cap: number | null; created_at: string }
 export interface ApiKeysTable {
   id: string; account_id: string; role: string; name: string; key_hash: string; key_prefix: string;
   created_at: string; revoked_at: string | null;

@@ -3,9 +3,15 @@
  * cost nothing in-process; here each is a network round trip, and the lease sits on both hot paths (a
  * submit's direct dispatch, and every report-and-lease of a fan-out). Same rules, written as CTEs:
  *
+ *   caps      accounts with a running_tasks cap (migration 006's partial index; none in most setups),
+ *             locked, so that concurrent leases count each capped account's leased tasks one at a time
+ *   room      how many more tasks each of them may hold
  *   cand      the next `slots + prefetch` queued tasks in queue order, locked (FOR UPDATE SKIP LOCKED):
- *             the tasks table alone, read in its queue index's order up to the LIMIT (migration 003)
- *   numbered  their position n in queue order, and their job's status
+ *             the tasks table alone, read in its queue index's order up to the LIMIT (migration 003),
+ *             without the tasks of accounts with no room
+ *   ranked    their place among their account's, to keep a capped account to its room (the rest are
+ *             skipped; the caller leases again past them, leasePostgresInTx)
+ *   numbered  the kept ones' position n in queue order, and their job's status
  *   stop      prefetch ends at the first task past the free slots whose job is neither running nor among
  *             the jobs the free slots take (jobs-lease.ts: prefetch only continues running jobs)
  *   leased    the guarded UPDATE (status still leasable), a waiting reason for the held ones
@@ -28,19 +34,55 @@ import { sql, type CompiledQuery } from 'kysely';
 import { nowIso } from '../core/clock.js';
 import type { LeasedTask } from '../core/model.js';
 import { NOTIFY_CHANNEL } from './event-feed.js';
+import { TASK_LEASED_STATES } from '../core/states.js';
 import { LEASABLE, leasedTasks, leaseTerms, TO_RUNNING_JOB, type LeasedJob, type LeasedRow, type LeaseRequest, type LeaseTerms } from './jobs-lease-common.js';
 import { PREPARED } from './pg-prepared.js';
 import { fixedStatement } from './pg-template.js';
 import { eventRows, type TxContext } from './tx.js';
 
 /** One row per leased task, or a single row of nulls but last_event_id when nothing was leased. */
-type Row = LeasedRow & LeasedJob & { n: string; last_event_id: number | null };
+type Row = LeasedRow & LeasedJob & { n: string; last_event_id: number | null; skipped: string; caps: string };
+
+/** Leases again past skipped tasks at most this many times (each round fills at least one capped account). */
+const MAX_ROUNDS = 8;
+
+/**
+ * Locks the accounts with a running_tasks cap. The lease statement locks them too, but its snapshot is
+ * taken before it waits for the lock, so two concurrent leases would both count the tasks held before
+ * either committed and pass the cap together. Locked by an earlier statement of the transaction, the
+ * lease's snapshot comes after the other lease's commit. Only while caps exist (Connection.leaseCaps).
+ */
+export const LOCK_CAPS = sql`select id from accounts where running_tasks_cap is not null order by id for update`;
 
 export async function leasePostgresInTx(t: TxContext, req: LeaseRequest, extra: number): Promise<LeasedTask[]> {
-  if (t.events.length > 0 && !t.hasXid) await sql`select pg_current_xact_id()`.execute(t.tx);
-  const lease = leaseStatement(t, req, extra);
-  const { rows } = await t.tx.executeQuery(lease.query);
-  return lease.read(rows);
+  if (!t.leaseCaps?.seen) return leaseRounds(t, t.tx, req, extra);
+  // Two statements need a transaction: a lease on its own (inStatement) gets one.
+  if (!t.tx.isTransaction) return t.tx.transaction().execute(async (trx) => {
+    await LOCK_CAPS.execute(trx);
+    return leaseRounds(t, trx, req, extra);
+  });
+  await LOCK_CAPS.execute(t.tx);
+  return leaseRounds(t, t.tx, req, extra);
+}
+
+/** The lease statement, again past skipped tasks (running_tasks caps) while slots are left, on `tx`. */
+async function leaseRounds(t: TxContext, tx: TxContext['tx'], req: LeaseRequest, extra: number): Promise<LeasedTask[]> {
+  const all: LeasedTask[] = [];
+  let request = req;
+  let more = extra;
+  for (let round = 1; ; round += 1) {
+    if (t.events.length > 0 && !t.hasXid) await sql`select pg_current_xact_id()`.execute(tx);
+    const lease = leaseStatement(t, request, more);
+    const { rows } = await tx.executeQuery(lease.query);
+    const got = lease.read(rows);
+    all.push(...got);
+    // An account filled its running_tasks cap within the window: the rest of its tasks there were skipped
+    // and nothing past the window was read. The slots still free lease again (fewer than the slots means
+    // every task got is a slot's; the next round no longer sees that account's tasks).
+    if (Number(rows[0]?.skipped ?? 0) === 0 || got.length >= request.slots || round >= MAX_ROUNDS) return all;
+    request = { ...request, slots: request.slots - got.length };
+    more = 0;
+  }
 }
 
 /**
@@ -57,16 +99,32 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
   // The text never changes: compiled once, only the values go in (pg-template.ts).
   const values = [req.profile, now, limit, slots, limit + 1, req.workerId, lease.token, lease.expires, req.node, lease.reason, lease.waiting, pending];
   const query = fixedStatement(t.tx, 'lease', values, ([profile, at, limitV, slotsV, beyond, workerId, token, expires, node, reason, waiting, events]) => sql<Row>`${sql.raw(PREPARED)}
-    with cand as materialized (
-      select id, job_id, priority, available_at from tasks
+    with caps as materialized (
+      select id, running_tasks_cap as cap from accounts where running_tasks_cap is not null order by id for update
+    ),
+    room as materialized (
+      select caps.id as account_id, caps.cap - (select count(*) from tasks t
+        where t.account_id = caps.id and t.status in (${sql.join(TASK_LEASED_STATES)})) as room
+      from caps
+    ),
+    cand as materialized (
+      select id, job_id, account_id, priority, available_at from tasks
       where status = 'queued' and profile = ${profile} and available_at <= ${at}
+        and account_id not in (select account_id from room where room <= 0)
       order by priority desc, available_at, id
       limit ${limitV}
       for update skip locked
     ),
+    ranked as (
+      select cand.*, room.room,
+        row_number() over (partition by cand.account_id order by cand.priority desc, cand.available_at, cand.id) as k
+      from cand left join room on room.account_id = cand.account_id
+    ),
     numbered as (
-      select cand.*, j.status as job_status, row_number() over (order by cand.priority desc, cand.available_at, cand.id) as n
-      from cand join jobs j on j.id = cand.job_id
+      select ranked.id, ranked.job_id, ranked.priority, ranked.available_at, j.status as job_status,
+        row_number() over (order by ranked.priority desc, ranked.available_at, ranked.id) as n
+      from ranked join jobs j on j.id = ranked.job_id
+      where ranked.room is null or ranked.k <= ranked.room
     ),
     stop as (
       select coalesce(min(n), ${beyond}) as at from numbered
@@ -120,7 +178,9 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
       from ev
     )
     select leased.*, j.revision_id, j.content_hash, j.env, j.timeout_s, j.checkpoint, j.runner_command as job_runner_command,
-      j.tasks_total, p.name as project, note.last_event_id
+      j.tasks_total, p.name as project, note.last_event_id,
+      (select count(*) from ranked where ranked.room is not null and ranked.k > ranked.room) as skipped,
+      (select count(*) from caps) as caps
     from note
     left join leased on true
     left join jobs j on j.id = leased.job_id
@@ -131,6 +191,7 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
 
 function readLease(t: TxContext, lease: LeaseTerms, rows: Row[]): LeasedTask[] {
   t.lastEventId = Math.max(t.lastEventId, rows[0]?.last_event_id ?? 0);
+  if (t.leaseCaps && rows[0]) t.leaseCaps.seen = Number(rows[0].caps) > 0;
   const taken = rows.filter((r) => r.id !== null);
   if (taken.length === 0) return [];
   t.hasXid = true;

@@ -14,12 +14,22 @@
 import { nowIso } from '../core/clock.js';
 import type { LeasedTask } from '../core/model.js';
 import { emitLeaseEvents, LEASABLE, leasedTasks, leaseTerms, TO_RUNNING_JOB, type LeasedJob, type LeasedRow, type LeaseRequest } from './jobs-lease-common.js';
+import { TASK_LEASED_STATES } from '../core/states.js';
 import { stateLiterals } from './sqlite-inline.js';
-import { insertRows } from './sqlite-rows.js';
+import { insertRows, type SqliteStatements } from './sqlite-rows.js';
 import type { TxContext } from './tx.js';
 
-type Candidate = { id: string; job_id: string };
+type Candidate = { id: string; job_id: string; account_id: string };
 type JobRow = LeasedJob & { id: string; status: string };
+
+const QUEUED = `select id, job_id, account_id from tasks where status = 'queued' and profile = ? and available_at <= ?`;
+
+/** Accounts with a running_tasks cap (migration 006's partial index: nothing to read when none has one). */
+const CAPS = `select id, running_tasks_cap as cap from accounts where running_tasks_cap is not null`;
+
+/** Their tasks holding a lease now. */
+const LEASED_OF = `select account_id, count(*) as n from tasks where status in (${stateLiterals(TASK_LEASED_STATES)})
+  and account_id in (select value from json_each(?)) group by account_id`;
 
 const RUNNING_OF = `select id from jobs where id in (select value from json_each(?)) and status = 'running'`;
 
@@ -38,14 +48,47 @@ const START_JOBS = `update jobs set status = 'running', started_at = ?, status_r
   where id in (select value from json_each(?)) and status in (${stateLiterals(TO_RUNNING_JOB)})
   returning id, account_id, project_id`;
 
+/**
+ * Up to `want` queued tasks in queue order. Without running_tasks caps: the tasks table alone, in the
+ * order of its queue index (migration 003), up to the LIMIT. With caps: the tasks of accounts at their
+ * cap are passed over (their tasks wait; others' go ahead of them), and an account takes no more than
+ * its room. When an account fills up within the window, the rest of its tasks there were skipped: the
+ * query goes again past the window, without that account and without the tasks already taken, until
+ * enough are found or the queue ends (each round fills at least one more account, so rounds are few).
+ */
+function candidatesOf(db: SqliteStatements, profile: string, now: string, want: number): Candidate[] {
+  const caps = db.prepare(CAPS).all() as Array<{ id: string; cap: number }>;
+  if (caps.length === 0) {
+    return db.prepare(`${QUEUED} order by priority desc, available_at, id limit ${Math.trunc(want)}`).all(profile, now) as Candidate[];
+  }
+  const leased = new Map((db.prepare(LEASED_OF).all(JSON.stringify(caps.map((c) => c.id))) as Array<{ account_id: string; n: number }>)
+    .map((r) => [r.account_id, r.n]));
+  const room = new Map(caps.map((c) => [c.id, c.cap - (leased.get(c.id) ?? 0)]));
+  const taken: Candidate[] = [];
+  for (;;) {
+    const limit = Math.trunc(want - taken.length);
+    const full = [...room].filter(([, r]) => r <= 0).map(([id]) => id);
+    const rows = db.prepare(`${QUEUED} and account_id not in (select value from json_each(?)) and id not in (select value from json_each(?))
+      order by priority desc, available_at, id limit ${limit}`).all(profile, now, JSON.stringify(full), JSON.stringify(taken.map((c) => c.id))) as Candidate[];
+    let skipped = false;
+    for (const row of rows) {
+      const left = room.get(row.account_id);
+      if (left === undefined) taken.push(row);
+      else if (left > 0) {
+        taken.push(row);
+        room.set(row.account_id, left - 1);
+      } else skipped = true;
+    }
+    if (!skipped || rows.length < limit || taken.length >= want) return taken;
+  }
+}
+
 export function leaseSqliteInTx(t: TxContext, req: LeaseRequest, extra: number): LeasedTask[] {
   const db = t.sqlite;
   if (!db) throw new Error('leaseSqliteInTx: a SQLite transaction without its statements');
   const now = nowIso();
   const slots = Math.max(0, req.slots);
-  // The tasks table alone, in the order of its queue index (migration 003), up to the LIMIT.
-  const candidates = db.prepare(`select id, job_id from tasks where status = 'queued' and profile = ? and available_at <= ?
-    order by priority desc, available_at, id limit ${Math.trunc(slots + extra)}`).all(req.profile, now) as Candidate[];
+  const candidates = candidatesOf(db, req.profile, now, slots + extra);
   const picked = candidates.slice(0, slots);
   const later = [...new Set(candidates.slice(picked.length).map((c) => c.job_id))];
   const runningJobs = later.length === 0 ? [] : db.prepare(RUNNING_OF).all(JSON.stringify(later)) as Array<{ id: string }>;

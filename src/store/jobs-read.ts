@@ -1,5 +1,6 @@
 /** Reading jobs, tasks and their attempts, scoped by account (another account's job reads as absent). */
 import type { AttemptRecord, JobRecord, Page, PageQuery, TaskCounts, TaskRecord } from '../core/model.js';
+import { TASK_LEASED_STATES } from '../core/states.js';
 import type { JobsTable, TasksTable } from './db-types.js';
 import { taskCounts } from './jobs-finish.js';
 import { decodeCursor, pageOf } from './rows.js';
@@ -77,6 +78,12 @@ export function jobReads({ conn }: StoreContext) {
       // Through tasks_account_queued (its WHERE names the state as this statement does; sqlite-inline.ts).
       const row = await db.selectFrom('tasks').select((eb) => eb.fn.countAll<number>().as('n'))
         .where('account_id', '=', accountId).where('status', '=', 'queued').executeTakeFirstOrThrow();
+      return Number(row.n);
+    },
+    async leasedTaskCount(accountId: string): Promise<number> {
+      // Through tasks_leases (leased tasks only, a few per worker slot), as the lease counts them.
+      const row = await db.selectFrom('tasks').select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('account_id', '=', accountId).where('status', 'in', [...TASK_LEASED_STATES]).executeTakeFirstOrThrow();
       return Number(row.n);
     },
   };

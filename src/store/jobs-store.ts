@@ -12,12 +12,12 @@ import type { CreatedJobs, EndResult, Store, WorkerReports } from './port.js';
 import { inStatement, inTx, TxContext, type StoreContext } from './tx.js';
 import { WORK_CHANNEL } from './event-feed.js';
 import type { LeaseRequest } from './jobs-lease-common.js';
-import { leaseStatement } from './jobs-lease-postgres.js';
+import { LOCK_CAPS, leaseStatement } from './jobs-lease-postgres.js';
 import { pipeline } from './pg-pipeline.js';
 import { markSilentWorkersOfflineInTx, registerWorker, setRuntimeStateInTx, setWorkerStatusInTx } from './workers-store.js';
 
 type JobVerbs = Pick<Store,
-  | 'createJobs' | 'getJob' | 'listJobs' | 'listTasks' | 'resultRows' | 'queuedTaskCount' | 'cancelJob' | 'registerWorker'
+  | 'createJobs' | 'getJob' | 'listJobs' | 'listTasks' | 'resultRows' | 'queuedTaskCount' | 'leasedTaskCount' | 'cancelJob' | 'registerWorker'
   | 'setWorkerStatus' | 'leaseTasks' | 'heartbeat' | 'applyWorkerReports' | 'reportAndLease' | 'setRuntimeState' | 'sweep'>;
 
 export function jobVerbs(ctx: StoreContext): JobVerbs {
@@ -83,14 +83,18 @@ function insertIsOneStatement(jobs: NewJob[]): boolean {
  * (NewJob.project_env), nothing is inserted and the answer is `stale`: the caller plans them again.
  */
 async function createAndLeasePipelined(ctx: StoreContext, jobs: NewJob[], direct: LeaseRequest[]) {
-  const t = new TxContext(ctx.conn.db, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes);
+  const t = new TxContext(ctx.conn.db, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes, null, ctx.conn.leaseCaps);
   const { rows, outcomes } = newJobRows(jobs);
   // One lease per request, in order (the caller hands each request's tasks to the worker that made it).
   const leases = direct.map((req) => leaseStatement(t, req, Math.max(0, req.prefetch ?? 0)));
-  const [inserted, ...leaseRows] = await pipeline(ctx.conn.pool!, ctx.conn.db, [
+  // While accounts have running_tasks caps, the leases count after locking them (LOCK_CAPS).
+  const lock = leases.length > 0 && ctx.conn.leaseCaps.seen ? [LOCK_CAPS] : [];
+  const [inserted, ...rest] = await pipeline(ctx.conn.pool!, ctx.conn.db, [
     insertStatement(ctx.conn.db, ctx.conn.columnTypes!, rows, leases.length === 0, projectGuards(jobs)),
+    ...lock,
     ...leases.map((lease) => lease.query),
   ]);
+  const leaseRows = rest.slice(lock.length);
   const top = inserted![0] as { id: number | null; ok: boolean };
   t.lastEventId = Number(top.id ?? 0);
   // The leases ran either way: what they took (older queued tasks, if any) is theirs to run.

@@ -107,6 +107,8 @@ export interface Store {
   resultRows(jobId: string): Promise<TaskRecord[]>;
   /** The account's queued tasks (the queued_tasks quota). */
   queuedTaskCount(accountId: string): Promise<number>;
+  /** The account's tasks holding a lease (the running_tasks quota). */
+  leasedTaskCount(accountId: string): Promise<number>;
   cancelJob(jobId: string, reason: string): Promise<{ cancelled_tasks: number; cancelling_tasks: number }>;
 
   // workers and leases (SPEC §8)

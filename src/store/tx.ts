@@ -45,6 +45,8 @@ export class TxContext {
     readonly columnTypes: ColumnTypes | null = null,
     /** SQLite, inside a transaction: the connection's statements, for bulk inserts (sqlite-rows.ts). */
     readonly sqlite: SqliteStatements | null = null,
+    /** PostgreSQL: whether leases must lock capped accounts first (Connection.leaseCaps). */
+    readonly leaseCaps: { seen: boolean } | null = null,
   ) {}
   emit(event: EventInput): void {
     this.events.push(event);
@@ -66,7 +68,7 @@ export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T
   let lastId = 0;
   let work = false;
   const value = await ctx.conn.db.transaction().execute(async (tx) => {
-    const t = new TxContext(tx, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes, ctx.conn.sqlite);
+    const t = new TxContext(tx, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes, ctx.conn.sqlite, ctx.conn.leaseCaps);
     const result = await fn(t);
     work = t.workAdded;
     const notifyWork = work && !t.workNotified;
@@ -84,12 +86,13 @@ export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T
 /**
  * PostgreSQL: a change that is a single statement writing its own events and NOTIFYs (a lease on its
  * own) runs without BEGIN and COMMIT: outside a transaction block the statement is its own
- * transaction, atomic all the same, for two network round trips fewer. `fn` must send exactly one
- * statement through `t.tx` and leave no events for the commit to append (it throws if it does: that is a
- * bug, and the statement has committed by then).
+ * transaction, atomic all the same, for two network round trips fewer. Each statement `fn` sends through
+ * `t.tx` must be a whole change on its own (a lease that leases again past a capped account's tasks sends
+ * a second, complete lease), and `fn` must leave no events for the commit to append (it throws if it
+ * does: that is a bug, and the statements have committed by then).
  */
 export async function inStatement<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T>): Promise<T> {
-  const t = new TxContext(ctx.conn.db, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes);
+  const t = new TxContext(ctx.conn.db, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes, null, ctx.conn.leaseCaps);
   const result = await fn(t);
   if (t.events.length > 0 || (t.workAdded && !t.workNotified)) {
     throw new Error('inStatement: the statement left events or a work NOTIFY for a commit that never comes');

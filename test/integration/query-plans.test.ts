@@ -1,7 +1,7 @@
 /**
  * Statements that run all the time must find what they need through an index, not read the tasks table:
- * a full read grows with every task ever run. The job sweeper (every second) and the queued_tasks quota's
- * count (every submit of an account with the quota). SQLite only: its query plans are fixed by the schema
+ * a full read grows with every task ever run. The job sweeper (every second), the queued_tasks quota's
+ * count (every submit of an account with the quota), the lease's running_tasks statements (every lease). SQLite only: its query plans are fixed by the schema
  * and the statement (PostgreSQL's depend on statistics), and the statements are the same Kysely ones on both.
  */
 import assert from 'node:assert/strict';
@@ -36,9 +36,9 @@ async function capture(fn: () => Promise<unknown>): Promise<Captured[]> {
   return seen;
 }
 
-/** The SQLite query plan of each statement on tasks that `fn` runs (its plan lines, e.g. "SEARCH tasks USING INDEX …"). */
-async function taskPlans(path: string, fn: () => Promise<unknown>): Promise<Array<{ source: string; plan: string[] }>> {
-  const statements = (await capture(fn)).filter((s) => /\btasks\b/.test(s.source));
+/** The SQLite query plan of each statement on tasks (or what `on` matches) that `fn` runs (its plan lines, e.g. "SEARCH tasks USING INDEX …"). */
+async function taskPlans(path: string, fn: () => Promise<unknown>, on = /\btasks\b/): Promise<Array<{ source: string; plan: string[] }>> {
+  const statements = (await capture(fn)).filter((s) => on.test(s.source));
   const db = new BetterSqlite3(path, { readonly: true });
   try {
     return statements.map(({ source, args }) => ({
@@ -74,6 +74,31 @@ describe('query plans of statements that run all the time (sqlite)', () => {
     for (const { source, plan } of statements) {
       assert.ok(!plan.some((d) => /^SCAN tasks\b/.test(d)), `${source}\n  reads the whole table or index: ${plan.join('; ')}`);
       assert.ok(plan.some((d) => /^SEARCH tasks USING (COVERING )?INDEX (tasks_leases|tasks_queue_deadline)\b/.test(d)), `${source}\n  ${plan.join('; ')}`);
+    }
+  });
+  it('a lease reads capped accounts through their partial index, and their leased tasks through tasks_leases', async () => {
+    const account = await store.createAccount({ name: 'capped', quotas: { projects: null, stored_bytes: null, running_tasks: 1, queued_tasks: null } });
+    const project = await store.createProject(account.id, { name: 'p', remote_dir: null, description: null, env: {} });
+    const { revision } = await store.publishRevision(project, {
+      content_hash: 'sha256:cc', tarball_sha256: 'c'.repeat(64), size_bytes: 10, files: [], manifest: {}, manifest_warnings: [],
+    }, 10);
+    await store.createJobs([{
+      account_id: account.id, project_id: project.id, project: project.name, revision_id: revision.id, content_hash: revision.content_hash,
+      type: 'structured_runner', priority: 0, timeout_s: 60, queue_timeout_s: null, max_attempts: 1, backoff_s: 0, checkpoint: false,
+      runner_command: ['true'], env: {}, meta: null, variant: null, profile: 'cpu', requirements: {}, reduce: null, objective: null,
+      spec: {}, idempotency: null, tasks_total: 3,
+      tasks: [0, 1, 2].map((index) => ({ index, kind: 'task', payload: {}, item: null, runner_command: null, meta: {} })),
+    }]);
+    const worker = await store.registerWorker({ embedded: true, profile: 'cpu', resources: {}, runtime: { kind: 'process' }, slots: 2, token_id: null });
+    const statements = await taskPlans(join(dir, 'db.sqlite'), () => store.leaseTasks({ workerId: worker.id, node: worker.node, profile: 'cpu', slots: 2 }), /\b(tasks|accounts)\b/);
+    const caps = statements.find((s) => /running_tasks_cap is not null/.test(s.source));
+    assert.ok(caps, 'the lease reads the capped accounts');
+    assert.ok(caps.plan.some((d) => /^SCAN accounts USING (COVERING )?INDEX accounts_running_cap\b/.test(d)), caps.plan.join('; '));
+    const held = statements.find((s) => /count\(\*\)/.test(s.source) && /\btasks\b/.test(s.source));
+    assert.ok(held, 'the lease counts the capped accounts\' leased tasks');
+    assert.ok(held.plan.some((d) => /^SCAN tasks USING (COVERING )?INDEX tasks_leases\b/.test(d)), held.plan.join('; '));
+    for (const { source, plan } of statements) {
+      assert.ok(!plan.some((d) => /^SCAN (tasks|accounts)$/.test(d)), `${source}\n  reads the whole table: ${plan.join('; ')}`);
     }
   });
 });

@@ -1,7 +1,8 @@
 /**
- * The queued_tasks quota (SPEC §11): a submit that would take the account's queued tasks past its limit
- * is 429 quota_exceeded with the limit and the use; a batch refuses only the jobs that do; cancelling
- * queued work frees it up; an admin's change applies within a second. No workers: tasks stay queued.
+ * Task quotas (SPEC §11). queued_tasks: a submit that would take the account's queued tasks past its
+ * limit is 429 quota_exceeded with the limit and the use; a batch refuses only the jobs that do; cancelling
+ * queued work frees it up; an admin's change applies within a second (no workers: tasks stay queued).
+ * running_tasks: the lease keeps the account's leased tasks to the cap, the others wait and say why.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -57,5 +58,47 @@ describe('the queued_tasks quota', () => {
     assert.equal((await call(srv.url, 'POST', '/api/v1/jobs', { token: acc.member, json: items(3) })).status, 201);
     await setQuota(acc.id, null);
     assert.equal((await call(srv.url, 'POST', '/api/v1/jobs', { token: acc.member, json: items(10) })).status, 201, 'unlimited again');
+  });
+});
+
+describe('the running_tasks quota', () => {
+  let srv: TestServer;
+  let acc: TestAccount;
+  let other: TestAccount;
+
+  before(async () => {
+    srv = await startTestServer({ COMPUTALOT_LOCAL_WORKERS: '1', COMPUTALOT_WORKER_SLOTS: '4' });
+    acc = await makeAccount(srv.url, 'capped');
+    other = await makeAccount(srv.url, 'uncapped');
+    await pushFixture(srv.url, acc.member, 'p');
+    await pushFixture(srv.url, other.member, 'p');
+    const res = await call(srv.url, 'PUT', `/api/v1/admin/accounts/${acc.id}/quotas`, { json: { running_tasks: 1 } });
+    assert.equal(res.status, 200, res.text);
+    await new Promise((r) => setTimeout(r, 1_100)); // quotas are read once a second (the status reason)
+  });
+  after(() => srv.stop());
+
+  it('runs an account\'s tasks one at a time at a cap of 1, says so while they wait, and lets another account\'s run alongside', async () => {
+    const sleep = { project: 'p', payload: { mode: 'sleep', seconds: 0.4 } };
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i += 1) ids.push((await call(srv.url, 'POST', '/api/v1/jobs', { token: acc.member, json: sleep })).body.id);
+    const others: string[] = [];
+    for (let i = 0; i < 2; i += 1) others.push((await call(srv.url, 'POST', '/api/v1/jobs', { token: other.member, json: sleep })).body.id);
+    let maxCapped = 0;
+    let maxOther = 0;
+    const reasons = new Set<string>();
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
+      const jobs = await Promise.all(ids.map(async (id) => (await call(srv.url, 'GET', `/api/v1/jobs/${id}`, { token: acc.member })).body));
+      const otherJobs = await Promise.all(others.map(async (id) => (await call(srv.url, 'GET', `/api/v1/jobs/${id}`, { token: other.member })).body));
+      maxCapped = Math.max(maxCapped, jobs.reduce((n, j) => n + j.tasks.preparing + j.tasks.running, 0));
+      maxOther = Math.max(maxOther, otherJobs.reduce((n, j) => n + j.tasks.preparing + j.tasks.running, 0));
+      for (const j of jobs) if (j.status === 'queued') reasons.add(j.status_reason);
+      if ([...jobs, ...otherJobs].every((j) => j.status === 'completed')) break;
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    assert.equal(maxCapped, 1, 'never more than one task of the capped account leased');
+    assert.equal(maxOther, 2, 'the other account\'s tasks ran side by side');
+    assert.ok([...reasons].some((r) => /running_tasks quota is in use \(1 of 1\)/.test(r)), [...reasons].join(' | '));
+    for (const id of ids) assert.equal((await call(srv.url, 'GET', `/api/v1/jobs/${id}`, { token: acc.member })).body.status, 'completed');
   });
 });

@@ -25,4 +25,13 @@ describe('jobWaitReason', () => {
   it('says slots are busy when workers exist', () => {
     assert.match(jobWaitReason({ profile: 'cpu', stored: null }, counts({ queued: 2 }), [worker('cpu', 4)]), /waiting for a free slot: 2 task\(s\) queued, 1 worker\(s\) with 4 slot/);
   });
+  it('says the account\'s running_tasks quota is in use, while it is', () => {
+    const cap = { limit: 2, leased: 2 };
+    assert.equal(jobWaitReason({ profile: 'cpu', stored: null }, counts({ queued: 3 }), [worker('cpu', 4)], cap),
+      'waiting: the account\'s running_tasks quota is in use (2 of 2)');
+    assert.equal(jobWaitReason({ profile: 'cpu', stored: null }, counts({ running: 2, queued: 3 }), [worker('cpu', 4)], cap),
+      '2 of 5 task(s) running, 3 waiting: the account\'s running_tasks quota is in use (2 of 2)');
+    assert.match(jobWaitReason({ profile: 'cpu', stored: null }, counts({ queued: 3 }), [worker('cpu', 4)], { limit: 2, leased: 1 }), /waiting for a free slot/);
+    assert.equal(jobWaitReason({ profile: 'cpu', stored: null }, counts({ queued: 3 }), [], cap), 'waiting for a worker (none online)');
+  });
 });

@@ -10,6 +10,7 @@ import { authErrors, ErrorBody, Nullable } from '../../protocol/common.js';
 import { BatchSubmitBody, BatchSubmitResult, JobObject, ResultsObject, SubmitJobBody, TaskObject } from '../../protocol/jobs.js';
 import type { Deps } from '../../services/deps.js';
 import { jobObject, liveWorkers, newJobObject, resultsObject, submitJobs, taskObject } from '../../services/jobs.js';
+import { runningCapOf } from '../../services/task-quota.js';
 import { outputPath } from '../../worker/in-process-client.js';
 import { accountOf } from '../auth.js';
 import { loadProject, pageQuery } from '../load.js';
@@ -62,7 +63,8 @@ export function jobRoutes(deps: Deps, streams: Set<() => void>): FastifyPluginAs
       const projectId = request.query.project ? (await loadProject(store, request, request.query.project)).id : undefined;
       const page = await store.listJobs(accountOf(request), { projectId, status: request.query.status }, pageQuery(request.query));
       const live = await liveWorkers(deps);
-      const jobs = page.items.map((j) => jobObject(j, live));
+      const cap = page.items.some((j) => j.counts.queued > 0) ? await runningCapOf(deps, accountOf(request)) : null;
+      const jobs = page.items.map((j) => jobObject(j, live, cap));
       return { jobs, next_cursor: page.next_cursor };
     });
 
@@ -75,7 +77,7 @@ export function jobRoutes(deps: Deps, streams: Set<() => void>): FastifyPluginAs
           const reason = await store.preparingReason(job.project_id, job.content_hash);
           if (reason) return jobObject({ ...job, status_reason: reason }, live);
         }
-        return jobObject(job, live);
+        return jobObject(job, live, job.counts.queued > 0 ? await runningCapOf(deps, accountOf(request)) : null);
       });
 
     app.get('/jobs/:id/tasks', {

@@ -1,0 +1,105 @@
+/**
+ * The running_tasks quota (SPEC §11) in the lease, on each database: an account at its cap gets no more
+ * tasks leased (its tasks wait in the queue, other accounts' go ahead of them), an ended task frees room,
+ * and concurrent leases never take an account past its cap.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { AttemptReport, LeasedTask, Quotas, Worker } from '../../src/core/model.js';
+import type { CreateOutcome, NewJob, Store } from '../../src/store/port.js';
+import { openStore } from '../../src/store/sql-store.js';
+import { storeKind, testDatabase, type TestDatabase } from '../helpers/db.js';
+
+const quotas = (running: number | null): Quotas => ({ projects: null, stored_bytes: null, running_tasks: running, queued_tasks: null });
+
+describe(`running_tasks quota in the lease (${storeKind()})`, () => {
+  let store: Store;
+  let db: TestDatabase;
+  let dir: string;
+  let worker: Worker;
+  let seq = 0;
+
+  /** An account with one pushed project; `submit(n)` queues a job of n tasks for it. */
+  async function account(running: number | null) {
+    seq += 1;
+    const acc = await store.createAccount({ name: `acc${seq}`, quotas: quotas(running) });
+    const project = await store.createProject(acc.id, { name: 'p', remote_dir: null, description: null, env: {} });
+    const { revision } = await store.publishRevision(project, {
+      content_hash: `sha256:${seq}`, tarball_sha256: String(seq).padStart(64, '0'), size_bytes: 10, files: [], manifest: {}, manifest_warnings: [],
+    }, 10);
+    const submit = async (tasks: number) => {
+      const job: NewJob = {
+        account_id: acc.id, project_id: project.id, project: project.name, revision_id: revision.id,
+        content_hash: revision.content_hash, type: 'structured_runner', priority: 0, timeout_s: 60, queue_timeout_s: null,
+        max_attempts: 3, backoff_s: 0, checkpoint: false, runner_command: ['true'], env: {}, meta: null, variant: null,
+        profile: 'cpu', requirements: {}, reduce: null, objective: null, spec: {}, idempotency: null, tasks_total: tasks,
+        tasks: Array.from({ length: tasks }, (_, index) => ({ index, kind: 'task', payload: { index }, item: null, runner_command: null, meta: {} })),
+      };
+      return ((await store.createJobs([job])).outcomes[0] as CreateOutcome).job_id;
+    };
+    return { id: acc.id, submit };
+  }
+  const lease = (slots: number, prefetch = 0) => store.leaseTasks({ workerId: worker.id, node: worker.node, profile: 'cpu', slots, prefetch });
+  const succeeded = (task: LeasedTask): AttemptReport => ({
+    task_id: task.task_id, attempt: task.attempt, lease_token: task.lease_token, exit_code: 0, outcome: 'succeeded',
+    error: null, output: '', output_tail: '', result: null, result_quality: 1, result_warnings: [],
+    duration_ms: 1, started_at: new Date().toISOString(), finished_at: new Date().toISOString(), cold_start: null,
+  });
+  const byAccount = (tasks: LeasedTask[]) => {
+    const counts: Record<string, number> = {};
+    for (const t of tasks) counts[t.account_id] = (counts[t.account_id] ?? 0) + 1;
+    return counts;
+  };
+  const cancelAll = async (jobIds: string[]) => { for (const id of jobIds) await store.cancelJob(id, 'test done'); };
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'computalot-running-quota-'));
+    db = await testDatabase();
+    store = await openStore({ databaseUrl: db.url, sqlitePath: join(dir, 'db.sqlite') });
+    worker = await store.registerWorker({ embedded: true, profile: 'cpu', resources: {}, runtime: { kind: 'process' }, slots: 8, token_id: null });
+  });
+  after(async () => {
+    await store.close();
+    await db.drop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('leases a capped account only up to its cap, and the tasks queued behind its own go ahead', async () => {
+    const capped = await account(2);
+    const free = await account(null);
+    const jobs = [await capped.submit(5), await free.submit(3)];
+    const first = await lease(4);
+    assert.deepEqual(byAccount(first), { [capped.id]: 2, [free.id]: 2 }, 'two of the capped account, then the others behind its tasks');
+    const second = await lease(4);
+    assert.deepEqual(byAccount(second), { [free.id]: 1 }, 'the capped account is at its cap');
+    // An ended task frees one place.
+    await store.reportAndLease({ started: [], live: [], ended: [succeeded(first.find((t) => t.account_id === capped.id)!)] },
+      { workerId: worker.id, node: worker.node, profile: 'cpu', slots: 0 });
+    assert.deepEqual(byAccount(await lease(4)), { [capped.id]: 1 });
+    assert.deepEqual(await lease(4), []);
+    // Lifting the cap lets the rest go.
+    await store.setQuotas(capped.id, quotas(null));
+    assert.deepEqual(byAccount(await lease(4)), { [capped.id]: 2 });
+    await cancelAll(jobs);
+  });
+
+  it('prefetch counts against the cap too', async () => {
+    const capped = await account(3);
+    const jobs = [await capped.submit(10)];
+    const got = await lease(1, 8);
+    assert.equal(got.length, 3, 'one for the slot and two held: the cap counts every leased task');
+    assert.deepEqual(await lease(1, 8), []);
+    await cancelAll(jobs);
+  });
+
+  it('concurrent leases never take an account past its cap', async () => {
+    const capped = await account(3);
+    const jobs = [await capped.submit(20)];
+    const results = await Promise.all(Array.from({ length: 8 }, () => lease(2)));
+    assert.equal(results.flat().length, 3);
+    await cancelAll(jobs);
+  });
+});
