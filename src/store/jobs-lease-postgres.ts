@@ -96,10 +96,14 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
   const limit = slots + extra;
   const lease = leaseTerms(t, req, now);
   const pending = JSON.stringify(eventRows(t.events.splice(0)));
-  // The text never changes: compiled once, only the values go in (pg-template.ts).
+  // Two texts, each compiled once (pg-template.ts): with the running_tasks caps' CTEs while an account has
+  // a cap, and without them otherwise. The caps' CTEs cost the statement's dispatch ~0.7 ms here (scratch
+  // runs of 200 dispatches: p50 3.9 → 4.7 ms); the plain one only counts the capped accounts, so that the
+  // first lease after a cap appears (set by another process) switches this process over.
+  const capped = t.leaseCaps?.seen === true;
   const values = [req.profile, now, limit, slots, limit + 1, req.workerId, lease.token, lease.expires, req.node, lease.reason, lease.waiting, pending];
-  const query = fixedStatement(t.tx, 'lease', values, ([profile, at, limitV, slotsV, beyond, workerId, token, expires, node, reason, waiting, events]) => sql<Row>`${sql.raw(PREPARED)}
-    with caps as materialized (
+  const query = fixedStatement(t.tx, capped ? 'lease-capped' : 'lease', values, ([profile, at, limitV, slotsV, beyond, workerId, token, expires, node, reason, waiting, events]) => sql<Row>`${sql.raw(PREPARED)}
+    with ${capped ? sql`caps as materialized (
       select id, running_tasks_cap as cap from accounts where running_tasks_cap is not null order by id for update
     ),
     room as materialized (
@@ -119,7 +123,14 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
       select cand.*, room.room,
         row_number() over (partition by cand.account_id order by cand.priority desc, cand.available_at, cand.id) as k
       from cand left join room on room.account_id = cand.account_id
+    ),` : sql`cand as materialized (
+      select id, job_id, account_id, priority, available_at from tasks
+      where status = 'queued' and profile = ${profile} and available_at <= ${at}
+      order by priority desc, available_at, id
+      limit ${limitV}
+      for update skip locked
     ),
+    ranked as (select cand.*, null::bigint as room, 0::bigint as k from cand),`}
     numbered as (
       select ranked.id, ranked.job_id, ranked.priority, ranked.available_at, j.status as job_status,
         row_number() over (order by ranked.priority desc, ranked.available_at, ranked.id) as n
@@ -179,8 +190,9 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
     )
     select leased.*, j.revision_id, j.content_hash, j.env, j.timeout_s, j.checkpoint, j.runner_command as job_runner_command,
       j.tasks_total, p.name as project, note.last_event_id,
-      (select count(*) from ranked where ranked.room is not null and ranked.k > ranked.room) as skipped,
-      (select count(*) from caps) as caps
+      ${capped ? sql`(select count(*) from ranked where ranked.room is not null and ranked.k > ranked.room) as skipped,
+      (select count(*) from caps) as caps` : sql`0 as skipped,
+      (select count(*) from accounts where running_tasks_cap is not null) as caps`}
     from note
     left join leased on true
     left join jobs j on j.id = leased.job_id
