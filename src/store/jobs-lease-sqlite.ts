@@ -9,7 +9,8 @@
  * size; only the candidate query's LIMIT is written in (SQLite re-prepares a statement whose LIMIT is
  * bound: sqlite-inline.ts), a handful of texts per worker.
  *
- * Only inside `inTx` on SQLite: the statements run on the connection the transaction holds.
+ * Only inside `inTx` on SQLite: the statements run on the connection the transaction holds. SQLite has
+ * one writer, so the running_tasks caps' counts read here are exact for the whole lease (candidatesOf).
  */
 import { nowIso } from '../core/clock.js';
 import type { LeasedTask } from '../core/model.js';

@@ -13,6 +13,9 @@
  * only as a continuation of queue order: the first queued task of a job that has not started stops them.
  * So a job nobody has started stays `queued` (cancel-queued still applies to it), and a higher-priority
  * job is never passed by prefetched work; it waits at most for the few tasks already held.
+ *
+ * The running_tasks quota (SPEC §11): an account never holds more leased tasks (preparing or running,
+ * held ones included) than its cap; its other tasks are passed over, so other accounts' go ahead.
  */
 import { sql } from 'kysely';
 import type { LeasedTask } from '../core/model.js';
