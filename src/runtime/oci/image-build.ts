@@ -127,7 +127,13 @@ async function killBuildContainers(engine: EngineOptions, runcRoot: string): Pro
  * By name, not by image id: an image other projects' builds share (a cached build of the same files) also
  * carries their names, and `rmi -f` of the id would take it, and the sandboxes running it, from all of
  * them. `rmi` of a name only untags while other names remain, and deletes the image with its last one.
+ * `--no-prune` (RMI_KEEPS_PARENTS): by default `rmi` also deletes the image's dangling parents, the
+ * build's cached intermediate images, which a build running meanwhile may be reusing: seen as a
+ * concurrent build failing at its next step (`COPY . .`, exit 125) while another project was invalidated.
  */
+/** `podman rmi` that leaves the build cache (intermediate images) to builds that may be using it. */
+export const RMI_KEEPS_PARENTS = ['--no-prune'];
+
 export async function removeProjectImages(engine: EngineOptions, projectId: string): Promise<void> {
   const repository = imageRepository(projectId);
   // `podman images` fails while an image it is listing is being removed (another worker, another
@@ -140,5 +146,5 @@ export async function removeProjectImages(engine: EngineOptions, projectId: stri
   }
   // The filter picks images, and podman then lists every name each one has: keep this project's.
   const names = [...new Set(listed.stdout.split('\n').map((s) => s.trim()).filter((s) => s.startsWith(`${repository}:`)))];
-  if (names.length > 0) await podman(engine, ['rmi', '-f', '--ignore', ...names]);
+  if (names.length > 0) await podman(engine, ['rmi', ...RMI_KEEPS_PARENTS, '-f', '--ignore', ...names]);
 }

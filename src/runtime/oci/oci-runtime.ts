@@ -29,7 +29,7 @@ import { failed, safely } from '../process-attempt.js';
 import { prepareDataSources } from './data-sources.js';
 import { helperBinary } from './helper-binary.js';
 import { builtImagesFile, cacheDir, ioDir, sourceDir } from './host-dirs.js';
-import { buildImage, imageExists, imageName, removeProjectImages } from './image-build.js';
+import { buildImage, imageExists, imageName, removeProjectImages, RMI_KEEPS_PARENTS } from './image-build.js';
 import { OciAttempt, type SandboxLease } from './oci-attempt.js';
 import { DEFAULT_ENGINE, podman, type EngineOptions } from './podman.js';
 import { Sandbox, type Mount } from './sandbox.js';
@@ -419,8 +419,9 @@ export class OciRuntime implements Runtime {
   /**
    * Low disk (COMPUTALOT_MIN_FREE_DISK_MB): first the images this worker built that no warm runtime or
    * preparation uses (older revisions), then idle runtimes with their images, least recently used first.
-   * Everything removed is rebuilt on demand. Not `podman image prune`: it could take the intermediate
-   * layers of a build running meanwhile.
+   * Everything removed is rebuilt on demand. Not `podman image prune`, and `rmi` keeps parents: either
+   * could take the intermediate layers of a build running meanwhile (the build cache is the operator's to
+   * prune, docs/sandbox.md).
    */
   private async relieveDisk(workDir: string, now: number): Promise<void> {
     if (!(await this.diskShort(workDir))) return;
@@ -432,7 +433,7 @@ export class OciRuntime implements Runtime {
     // Only images this worker built (its list in the work dir): other workers may share podman's storage.
     const kept: string[] = [];
     for (const image of await readBuiltImages(workDir)) {
-      if (inUse.has(image) || (await podman(this.engine, ['rmi', image])).code !== 0 && await imageExists(this.engine, image)) kept.push(image);
+      if (inUse.has(image) || (await podman(this.engine, ['rmi', ...RMI_KEEPS_PARENTS, image])).code !== 0 && await imageExists(this.engine, image)) kept.push(image);
     }
     await writeFile(builtImagesFile(workDir), kept.map((i) => `${i}\n`).join(''));
     // Not one used in the last few seconds: it may be between its preparation and its first task.
@@ -441,7 +442,7 @@ export class OciRuntime implements Runtime {
       if (!(await this.diskShort(workDir))) break;
       this.drop(env, 'the disk is nearly full');
       await this.stopEnv(env);
-      await podman(this.engine, ['rmi', env.image]);
+      await podman(this.engine, ['rmi', ...RMI_KEEPS_PARENTS, env.image]);
     }
   }
 
