@@ -38,7 +38,7 @@ const RUNS = 3;
 
 /** Three pushes into a fresh server (each into its own project, so none is `unchanged`): median MB/s. */
 async function pushRuns(store: string, env: Record<string, string>, file: string, label: string) {
-  const { server, dataDir } = await benchServer(env);
+  const { server } = await benchServer(env);
   try {
     const acc = await makeAccount(server.url, 'bench');
     const pid = server.child.pid!;
@@ -56,8 +56,7 @@ async function pushRuns(store: string, env: Record<string, string>, file: string
     speeds.sort((a, b) => a - b);
     return [store, label, mb(size), speeds[1]!.toFixed(0), `${speeds[0]!.toFixed(0)}–${speeds[2]!.toFixed(0)}`, mb(before), mb(peak), mb(peak - before)];
   } finally {
-    await server.stop();
-    await rm(dataDir, { recursive: true, force: true });
+    await server.stop(); // benchServer's stop removes its data folder
   }
 }
 

@@ -5,13 +5,14 @@
  */
 import { sql } from 'kysely';
 import { addSeconds, nowIso } from '../core/clock.js';
-import { allowedFrom, TASK_TRANSITIONS } from '../core/states.js';
+import { allowedFrom, TASK_LEASED_STATES, TASK_TRANSITIONS } from '../core/states.js';
 import { finishJobIfDone } from './jobs-finish.js';
 import { stateList } from './sqlite-inline.js';
 import type { TxContext } from './tx.js';
 import { uniqueRuns, valuesTable } from './values-table.js';
 
-const LIVE = ['preparing', 'running'];
+/** Tasks holding a lease, whose attempt is live. */
+const LIVE: readonly string[] = TASK_LEASED_STATES;
 
 export async function cancelJobInTx(t: TxContext, jobId: string, reason: string): Promise<{ cancelled_tasks: number; cancelling_tasks: number }> {
   const now = nowIso();

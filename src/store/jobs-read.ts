@@ -36,6 +36,15 @@ export function jobReads({ conn }: StoreContext) {
   const db = conn.db;
   const jobQuery = () => db.selectFrom('jobs').innerJoin('projects', 'projects.id', 'jobs.project_id')
     .selectAll('jobs').select('projects.name as project');
+  /**
+   * An account's tasks in these states (the task quotas). One state is compared with `=`: SQLite reads a
+   * partial index only for a WHERE that names its condition as the index does (`status = 'queued'`).
+   */
+  const accountTaskCount = async (accountId: string, states: readonly string[]): Promise<number> => {
+    const row = await db.selectFrom('tasks').select((eb) => eb.fn.countAll<number>().as('n')).where('account_id', '=', accountId)
+      .where('status', states.length === 1 ? '=' : 'in', states.length === 1 ? states[0]! : [...states]).executeTakeFirstOrThrow();
+    return Number(row.n);
+  };
   return {
     async getJob(accountId: string, id: string): Promise<(JobRecord & { counts: TaskCounts }) | null> {
       const row = await jobQuery().where('jobs.id', '=', id).where('jobs.account_id', '=', accountId).executeTakeFirst();
@@ -74,17 +83,9 @@ export function jobReads({ conn }: StoreContext) {
       const rows = await db.selectFrom('tasks').selectAll().where('job_id', '=', jobId).orderBy('idx').execute();
       return rows.map((r) => ({ ...toTask(r), output: '', payload: null }));
     },
-    async queuedTaskCount(accountId: string): Promise<number> {
-      // Through tasks_account_queued (its WHERE names the state as this statement does; sqlite-inline.ts).
-      const row = await db.selectFrom('tasks').select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('account_id', '=', accountId).where('status', '=', 'queued').executeTakeFirstOrThrow();
-      return Number(row.n);
-    },
-    async leasedTaskCount(accountId: string): Promise<number> {
-      // Through tasks_leases (leased tasks only, a few per worker slot), as the lease counts them.
-      const row = await db.selectFrom('tasks').select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('account_id', '=', accountId).where('status', 'in', [...TASK_LEASED_STATES]).executeTakeFirstOrThrow();
-      return Number(row.n);
-    },
+    // Through tasks_account_queued (its WHERE names the state as this statement does; sqlite-inline.ts).
+    queuedTaskCount: (accountId: string) => accountTaskCount(accountId, ['queued']),
+    // Through tasks_leases (leased tasks only, a few per worker slot), as the lease counts them.
+    leasedTaskCount: (accountId: string) => accountTaskCount(accountId, TASK_LEASED_STATES),
   };
 }

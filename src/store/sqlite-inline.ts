@@ -22,16 +22,15 @@ import { JOB_STATES, TASK_STATES } from '../core/states.js';
 
 const STATES: ReadonlySet<unknown> = new Set<string>([...TASK_STATES, ...JOB_STATES]);
 
-/** States as literals for a raw `sql` statement's `status in (…)`. */
-export function stateList(states: readonly string[]): RawBuilder<unknown> {
-  for (const state of states) if (!STATES.has(state)) throw new Error(`stateList: ${state} is not a state`);
-  return sql.join(states.map((s) => sql.lit(s)));
-}
-
-/** The same as SQL text, for statements prepared on the connection itself (jobs-lease-sqlite.ts). */
+/** States as SQL literals (`'queued', 'preparing'`), for statements prepared on the connection itself (jobs-lease-sqlite.ts). */
 export function stateLiterals(states: readonly string[]): string {
   for (const state of states) if (!STATES.has(state)) throw new Error(`stateLiterals: ${state} is not a state`);
   return states.map((s) => `'${s}'`).join(', ');
+}
+
+/** The same for a raw `sql` statement's `status in (…)`. */
+export function stateList(states: readonly string[]): RawBuilder<unknown> {
+  return sql.raw(stateLiterals(states));
 }
 
 function immediateInteger(node: OperationNode): OperationNode {

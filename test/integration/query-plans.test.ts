@@ -100,5 +100,9 @@ describe('query plans of statements that run all the time (sqlite)', () => {
     for (const { source, plan } of statements) {
       assert.ok(!plan.some((d) => /^SCAN (tasks|accounts)$/.test(d)), `${source}\n  reads the whole table: ${plan.join('; ')}`);
     }
+    // What a waiting job's status_reason counts, the same way.
+    const [counted] = await taskPlans(join(dir, 'db.sqlite'), () => store.leasedTaskCount(account.id));
+    assert.ok(counted);
+    assert.ok(counted.plan.some((d) => /^SCAN tasks USING (COVERING )?INDEX tasks_leases\b/.test(d)), counted.plan.join('; '));
   });
 });
