@@ -69,6 +69,7 @@ export const ERRORS = {
   kv_key_limit: spec(429, 'Project "{project}" already holds the limit of {limit} KV keys; delete some keys first.'),
   // 5xx
   shutting_down: spec(503, 'The server is shutting down; retry against another instance or in a few seconds.', true),
+  store_failed: spec(503, 'The database failed while creating this job ({reason}); it was not created and may be submitted again.', true),
   internal_error: spec(500, 'The server failed unexpectedly ({reason}); this is a bug, and the request may be retried.', true),
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -15,7 +15,7 @@ import { validateSubmit, type JobObject, type ResultsObject, type TaskObject, ty
 import type { NewJob } from '../store/port.js';
 import type { Deps } from './deps.js';
 import { projectKey, ProjectLookups } from './project-lookups.js';
-import { SubmitBatcher } from './submit-batcher.js';
+import { STALE, SubmitBatcher } from './submit-batcher.js';
 import { queuedQuotaRefusals } from './task-quota.js';
 
 export type SubmitAnswer = { id: string; replayed: boolean; created_at: string; job: NewJob; started: number } | { error: AppError };
@@ -42,20 +42,20 @@ const PLAN_ATTEMPTS = 5;
 type PlannedProject = { project: Project; revision: Revision; kept: boolean };
 
 export async function submitJobs(deps: Deps, accountId: string, bodies: unknown[], headerKey: string | null): Promise<SubmitAnswer[]> {
+  const answers: Array<SubmitAnswer | null> = bodies.map(() => null);
+  // The bodies still to plan: all of them, then those whose jobs the store found stale (not created).
+  let pending = bodies.map((_, i) => i);
   for (let attempt = 1; ; attempt += 1) {
-    const answers: Array<SubmitAnswer | null> = [];
     const jobs: NewJob[] = [];
     const slots: number[] = [];
     const projects = new Map<string, PlannedProject | AppError>();
-    for (const body of bodies) {
+    for (const i of pending) {
       try {
-        const job = await prepareJob(deps, accountId, body, headerKey, projects, attempt > 1);
-        slots.push(answers.length);
-        answers.push(null);
-        jobs.push(job);
+        jobs.push(await prepareJob(deps, accountId, bodies[i], headerKey, projects, attempt > 1));
+        slots.push(i);
       } catch (err) {
         if (!isAppError(err)) throw err;
-        answers.push({ error: err });
+        answers[i] = { error: err };
       }
     }
     const refused = await queuedQuotaRefusals(deps, accountId, jobs);
@@ -67,19 +67,23 @@ export async function submitJobs(deps: Deps, accountId: string, bodies: unknown[
       slots.splice(i, 1);
     }
     const created = jobs.length === 0 ? { outcomes: [], leased: [] } : await batcherOf(deps).submit(jobs);
-    if (created.stale) {
-      for (const name of projects.keys()) projectsOf(deps).forget(projectKey(accountId, name));
-      if (attempt < PLAN_ATTEMPTS) continue;
-      throw new AppError('push_in_progress', { name: jobs[0]!.project });
-    }
+    for (const failure of created.failures ?? []) deps.log.error({ err: failure }, 'a part of a batch submit was not created');
     const started = new Map<string, number>();
     for (const task of created.leased.flat()) started.set(task.job_id, (started.get(task.job_id) ?? 0) + 1);
+    pending = [];
     created.outcomes.forEach((outcome, i) => {
-      answers[slots[i]!] = isAppError(outcome) ? { error: outcome } : {
+      if (outcome === STALE) pending.push(slots[i]!);
+      else answers[slots[i]!] = isAppError(outcome) ? { error: outcome } : {
         id: outcome.job_id, replayed: outcome.replayed, created_at: outcome.created_at, job: jobs[i]!, started: started.get(outcome.job_id) ?? 0,
       };
     });
-    return answers as SubmitAnswer[];
+    if (pending.length === 0) return answers as SubmitAnswer[];
+    for (const name of projects.keys()) projectsOf(deps).forget(projectKey(accountId, name));
+    if (attempt === PLAN_ATTEMPTS) {
+      // The project kept changing under these jobs: each says so (a single submit answers it as its error).
+      for (const i of pending) answers[i] = { error: new AppError('push_in_progress', { name: jobs[slots.indexOf(i)]!.project }) };
+      return answers as SubmitAnswer[];
+    }
   }
 }
 
@@ -88,7 +92,8 @@ const batchers = new WeakMap<Deps, SubmitBatcher>();
 function batcherOf(deps: Deps): SubmitBatcher {
   let batcher = batchers.get(deps);
   if (!batcher) {
-    batcher = new SubmitBatcher((jobs) => createWithDirectDispatch(deps, jobs));
+    // PostgreSQL inserts a large submit in two parts side by side (two backends, two cores); SQLite has one writer.
+    batcher = new SubmitBatcher((jobs) => createWithDirectDispatch(deps, jobs), deps.store.dialect === 'postgres' ? 2 : 1);
     batchers.set(deps, batcher);
   }
   return batcher;

@@ -286,6 +286,35 @@ describe('jobs API', () => {
     assert.equal((await done(a.id)).status, 'completed');
   });
 
+  it('takes a large batch whole and in order, even when a project changed under part of it', async () => {
+    // 300 jobs of a project as it was read, then 300 of one whose env changed after this server read it.
+    // On PostgreSQL the batch is two parts side by side: the first is created, the second finds its project
+    // changed (stale) and only its jobs are planned again; on SQLite it is one transaction, planned again whole.
+    for (const name of ['steady', 'shifting']) {
+      await pushFixture(srv.url, acc.member, name);
+      await done((await submit(srv.url, acc.member, { project: name, runner_command: ['true'] })).id);
+    }
+    assert.equal((await call(srv.url, 'PUT', '/api/v1/projects/shifting', { token: acc.member, json: { env: { GREETING: 'batch' } } })).status, 200);
+    const body = (project: string, i: number) => (i % 299 === 0
+      ? { project, payload: { mode: 'echo' }, meta: { i } }
+      : { project, runner_command: ['true'], meta: { i } });
+    const jobs = [...Array.from({ length: 300 }, (_, i) => body('steady', i)), ...Array.from({ length: 300 }, (_, i) => body('shifting', 300 + i))];
+    const res = await call(srv.url, 'POST', '/api/v1/jobs/batch', { token: acc.member, json: { jobs } });
+    assert.equal(res.status, 200, res.text);
+    const answers = res.body.jobs as Array<{ index: number; id?: string; error?: unknown }>;
+    assert.deepEqual(answers.map((a) => a.index), jobs.map((_, i) => i));
+    assert.ok(answers.every((a) => a.id && !a.error), JSON.stringify(answers.find((a) => !a.id)));
+    assert.equal(new Set(answers.map((a) => a.id)).size, 600);
+    for (const i of [0, 299, 300, 598, 599]) {
+      const got = await call(srv.url, 'GET', `/api/v1/jobs/${answers[i]!.id}`, { token: acc.member });
+      assert.deepEqual(got.body.meta, { i }, `answer ${i} is its own job`);
+      assert.equal(got.body.project, i < 300 ? 'steady' : 'shifting');
+    }
+    assert.equal((await results(srv.url, acc.member, (await done(answers[299]!.id!)).id)).aggregate_result.env.GREETING, 'hello', 'the manifest\'s env');
+    assert.equal((await results(srv.url, acc.member, (await done(answers[598]!.id!)).id)).aggregate_result.env.GREETING, 'batch');
+    for (const a of answers) assert.equal((await done(a.id!)).status, 'completed');
+  });
+
   it('answers bad submissions with the reason and the path', async () => {
     const bad = await call(srv.url, 'POST', '/api/v1/jobs', { token: acc.member, json: { project: P, fan_out: { by: 'xs' }, payload: { xs: 3 } } });
     assert.equal(bad.status, 422);

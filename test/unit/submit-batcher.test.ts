@@ -1,7 +1,8 @@
 /** Group commit of submits (services/submit-batcher.ts), with a fake store call. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SubmitBatcher, type Created } from '../../src/services/submit-batcher.js';
+import { AppError } from '../../src/core/errors.js';
+import { PART_MIN_JOBS, splitByTasks, STALE, SubmitBatcher, type Created } from '../../src/services/submit-batcher.js';
 import type { NewJob } from '../../src/store/port.js';
 
 const job = (name: string) => ({ project: name }) as unknown as NewJob;
@@ -36,5 +37,85 @@ describe('submit batcher', () => {
     assert.equal(results[0]!.status, 'fulfilled');
     assert.equal(results[1]!.status, 'rejected');
     assert.equal(results[2]!.status, 'fulfilled');
+  });
+});
+
+describe('submit batcher: large submits in parts', () => {
+  const many = (prefix: string, n: number, tasks = 1) =>
+    Array.from({ length: n }, (_, i) => ({ project: `${prefix}${i}`, idempotency: null, tasks: Array.from({ length: tasks }) }) as unknown as NewJob);
+  const names = (jobs: NewJob[]) => jobs.map((j) => (j as unknown as { project: string }).project);
+
+  it('splits a submit of 2 × PART_MIN_JOBS or more into consecutive parts, created side by side, outcomes in order', async () => {
+    const calls: NewJob[][] = [];
+    let running = 0;
+    let most = 0;
+    const batcher = new SubmitBatcher(async (jobs) => {
+      calls.push(jobs);
+      running += 1;
+      most = Math.max(most, running);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      running -= 1;
+      return { outcomes: jobs.map(outcomeOf), leased: [[{ job_id: `job_${names(jobs)[0]}` } as never]] };
+    }, 2);
+    const jobs = many('j', 2 * PART_MIN_JOBS);
+    const created = await batcher.submit(jobs);
+    assert.equal(calls.length, 2);
+    assert.equal(most, 2, 'the parts run side by side');
+    assert.deepEqual([...names(calls[0]!), ...names(calls[1]!)], names(jobs));
+    assert.equal(calls[0]!.length, PART_MIN_JOBS);
+    assert.deepEqual(created.outcomes.map((o) => (o as { job_id: string }).job_id), names(jobs).map((n) => `job_${n}`));
+    assert.equal(created.leased.length, 2, 'both parts\' leases');
+    assert.equal(created.failures, undefined);
+  });
+
+  it('keeps a submit whole below the size, with one part allowed, or when a job has an idempotency key', async () => {
+    const calls: number[] = [];
+    const create = async (jobs: NewJob[]) => { calls.push(jobs.length); return { outcomes: jobs.map(outcomeOf), leased: [] }; };
+    await new SubmitBatcher(create, 2).submit(many('s', 2 * PART_MIN_JOBS - 1));
+    await new SubmitBatcher(create, 1).submit(many('o', 2 * PART_MIN_JOBS));
+    const keyed = many('k', 2 * PART_MIN_JOBS);
+    keyed[7] = { ...keyed[7]!, idempotency: { key: 'x', request_hash: 'h' } };
+    await new SubmitBatcher(create, 2).submit(keyed);
+    assert.deepEqual(calls, [2 * PART_MIN_JOBS - 1, 2 * PART_MIN_JOBS, 2 * PART_MIN_JOBS]);
+  });
+
+  it('cuts parts by tasks, not jobs', () => {
+    const jobs = [...many('big', 1, 300), ...many('small', 300, 1)];
+    const [first, second] = splitByTasks(jobs, 2);
+    assert.equal(first!.length, 1, 'the 300-task job is half the tasks on its own');
+    assert.equal(second!.length, 300);
+    assert.deepEqual(splitByTasks(many('one', 1, 10), 2).map((p) => p.length), [1], 'one job is never split');
+  });
+
+  it('a stale part answers STALE for its own jobs only; the other part stays created', async () => {
+    const batcher = new SubmitBatcher(async (jobs) => names(jobs)[0] === 'j0'
+      ? { outcomes: jobs.map(outcomeOf), leased: [] }
+      : { outcomes: [], leased: [], stale: true as const }, 2);
+    const created = await batcher.submit(many('j', 2 * PART_MIN_JOBS));
+    assert.equal(created.outcomes.length, 2 * PART_MIN_JOBS);
+    assert.ok(created.outcomes.slice(0, PART_MIN_JOBS).every((o) => o !== STALE && (o as { job_id: string }).job_id));
+    assert.ok(created.outcomes.slice(PART_MIN_JOBS).every((o) => o === STALE));
+  });
+
+  it('a failed part leaves its jobs uncreated with store_failed and hands its error over; all parts failing fails the submit', async () => {
+    const refused = new Error('connection lost');
+    const batcher = new SubmitBatcher(async (jobs) => {
+      if (names(jobs)[0] !== 'j0') throw refused;
+      return { outcomes: jobs.map(outcomeOf), leased: [] };
+    }, 2);
+    const created = await batcher.submit(many('j', 2 * PART_MIN_JOBS));
+    assert.ok(created.outcomes.slice(0, PART_MIN_JOBS).every((o) => (o as { job_id: string }).job_id));
+    const failed = created.outcomes.slice(PART_MIN_JOBS);
+    assert.ok(failed.every((o) => o instanceof AppError && o.code === 'store_failed' && o.status === 503));
+    assert.deepEqual(created.failures, [refused]);
+    const none = new SubmitBatcher(async () => { throw refused; }, 2);
+    await assert.rejects(none.submit(many('j', 2 * PART_MIN_JOBS)), refused);
+  });
+
+  it('a stale group commit answers STALE for each of its submits\' jobs', async () => {
+    const batcher = new SubmitBatcher(async () => ({ outcomes: [], leased: [], stale: true as const }));
+    const [a, b] = await Promise.all([batcher.submit([job('a1'), job('a2')]), batcher.submit([job('b1')])]);
+    assert.deepEqual(a.outcomes, [STALE, STALE]);
+    assert.deepEqual(b.outcomes, [STALE]);
   });
 });
