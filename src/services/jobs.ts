@@ -92,8 +92,10 @@ const batchers = new WeakMap<Deps, SubmitBatcher>();
 function batcherOf(deps: Deps): SubmitBatcher {
   let batcher = batchers.get(deps);
   if (!batcher) {
-    // PostgreSQL inserts a large submit in two parts side by side (two backends, two cores); SQLite has one writer.
-    batcher = new SubmitBatcher((jobs) => createWithDirectDispatch(deps, jobs), deps.store.dialect === 'postgres' ? 2 : 1);
+    // PostgreSQL: a large submit in two parts side by side (two backends, two cores), and at most two group
+    // commits at a time (bigger commits, less of PostgreSQL's CPU per job). SQLite has one writer.
+    batcher = new SubmitBatcher((jobs) => createWithDirectDispatch(deps, jobs),
+      deps.store.dialect === 'postgres' ? { parts: 2, inFlight: 2 } : {});
     batchers.set(deps, batcher);
   }
   return batcher;

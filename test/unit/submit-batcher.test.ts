@@ -25,6 +25,32 @@ describe('submit batcher', () => {
     assert.equal((later.outcomes[0] as { job_id: string }).job_id, 'job_c1');
   });
 
+  it('runs at most inFlight batches at once: submits arriving meanwhile wait and go together next', async () => {
+    const calls: string[][] = [];
+    const gates: Array<() => void> = [];
+    const batcher = new SubmitBatcher(async (jobs) => {
+      calls.push(jobs.map((j) => (j as unknown as { project: string }).project));
+      await new Promise<void>((resolve) => gates.push(resolve));
+      return { outcomes: jobs.map(outcomeOf), leased: [] };
+    }, { inFlight: 1 });
+    const first = batcher.submit([job('a')]);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(calls, [['a']], 'a lone submit goes at once');
+    const later = [batcher.submit([job('b')])];
+    await new Promise((resolve) => setImmediate(resolve));
+    later.push(batcher.submit([job('c')]));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(calls.length, 1, 'b and c wait while a runs, though they came in two turns');
+    gates.shift()!();
+    assert.equal(((await first).outcomes[0] as { job_id: string }).job_id, 'job_a');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(calls, [['a'], ['b', 'c']], 'then go as one batch');
+    gates.shift()!();
+    const [b, c] = await Promise.all(later);
+    assert.equal((b!.outcomes[0] as { job_id: string }).job_id, 'job_b');
+    assert.equal((c!.outcomes[0] as { job_id: string }).job_id, 'job_c');
+  });
+
   it('a failed batch is retried submit by submit, so only the bad submit fails', async () => {
     let calls = 0;
     const batcher = new SubmitBatcher(async (jobs) => {
@@ -56,7 +82,7 @@ describe('submit batcher: large submits in parts', () => {
       await new Promise((resolve) => setTimeout(resolve, 5));
       running -= 1;
       return { outcomes: jobs.map(outcomeOf), leased: [[{ job_id: `job_${names(jobs)[0]}` } as never]] };
-    }, 2);
+    }, { parts: 2 });
     const jobs = many('j', 2 * PART_MIN_JOBS);
     const created = await batcher.submit(jobs);
     assert.equal(calls.length, 2);
@@ -71,11 +97,11 @@ describe('submit batcher: large submits in parts', () => {
   it('keeps a submit whole below the size, with one part allowed, or when a job has an idempotency key', async () => {
     const calls: number[] = [];
     const create = async (jobs: NewJob[]) => { calls.push(jobs.length); return { outcomes: jobs.map(outcomeOf), leased: [] }; };
-    await new SubmitBatcher(create, 2).submit(many('s', 2 * PART_MIN_JOBS - 1));
-    await new SubmitBatcher(create, 1).submit(many('o', 2 * PART_MIN_JOBS));
+    await new SubmitBatcher(create, { parts: 2 }).submit(many('s', 2 * PART_MIN_JOBS - 1));
+    await new SubmitBatcher(create, { parts: 1 }).submit(many('o', 2 * PART_MIN_JOBS));
     const keyed = many('k', 2 * PART_MIN_JOBS);
     keyed[7] = { ...keyed[7]!, idempotency: { key: 'x', request_hash: 'h' } };
-    await new SubmitBatcher(create, 2).submit(keyed);
+    await new SubmitBatcher(create, { parts: 2 }).submit(keyed);
     assert.deepEqual(calls, [2 * PART_MIN_JOBS - 1, 2 * PART_MIN_JOBS, 2 * PART_MIN_JOBS]);
   });
 
@@ -90,7 +116,7 @@ describe('submit batcher: large submits in parts', () => {
   it('a stale part answers STALE for its own jobs only; the other part stays created', async () => {
     const batcher = new SubmitBatcher(async (jobs) => names(jobs)[0] === 'j0'
       ? { outcomes: jobs.map(outcomeOf), leased: [] }
-      : { outcomes: [], leased: [], stale: true as const }, 2);
+      : { outcomes: [], leased: [], stale: true as const }, { parts: 2 });
     const created = await batcher.submit(many('j', 2 * PART_MIN_JOBS));
     assert.equal(created.outcomes.length, 2 * PART_MIN_JOBS);
     assert.ok(created.outcomes.slice(0, PART_MIN_JOBS).every((o) => o !== STALE && (o as { job_id: string }).job_id));
@@ -102,13 +128,13 @@ describe('submit batcher: large submits in parts', () => {
     const batcher = new SubmitBatcher(async (jobs) => {
       if (names(jobs)[0] !== 'j0') throw refused;
       return { outcomes: jobs.map(outcomeOf), leased: [] };
-    }, 2);
+    }, { parts: 2 });
     const created = await batcher.submit(many('j', 2 * PART_MIN_JOBS));
     assert.ok(created.outcomes.slice(0, PART_MIN_JOBS).every((o) => (o as { job_id: string }).job_id));
     const failed = created.outcomes.slice(PART_MIN_JOBS);
     assert.ok(failed.every((o) => o instanceof AppError && o.code === 'store_failed' && o.status === 503));
     assert.deepEqual(created.failures, [refused]);
-    const none = new SubmitBatcher(async () => { throw refused; }, 2);
+    const none = new SubmitBatcher(async () => { throw refused; }, { parts: 2 });
     await assert.rejects(none.submit(many('j', 2 * PART_MIN_JOBS)), refused);
   });
 
