@@ -139,7 +139,7 @@ export class SubmitBatcher {
         created.outcomes.push(...outcomesOf(s.value, part.length));
         created.leased.push(...s.value.leased);
       } else {
-        created.outcomes.push(...part.map(() => new AppError('store_failed', { reason: 'the database failed while creating this part of the batch' })));
+        created.outcomes.push(...part.map(() => new AppError('store_failed', { reason: 'the batch was created in parts, and this part failed' })));
       }
     });
     if (failures.length > 0) created.failures = failures;
