@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { storeKind } from '../helpers/db.js';
 import { call, makeAccount, type TestAccount } from '../helpers/http.js';
 import { alive, pushFixture, results, submit, tasks, waitJob } from '../helpers/jobs.js';
 import { ROOT, startTestServer, type TestServer } from '../helpers/server.js';
@@ -313,6 +314,35 @@ describe('jobs API', () => {
     assert.equal((await results(srv.url, acc.member, (await done(answers[299]!.id!)).id)).aggregate_result.env.GREETING, 'hello', 'the manifest\'s env');
     assert.equal((await results(srv.url, acc.member, (await done(answers[598]!.id!)).id)).aggregate_result.env.GREETING, 'batch');
     for (const a of answers) assert.equal((await done(a.id!)).status, 'completed');
+  });
+
+  // PostgreSQL only (registered in its pass): SQLite creates a batch in one transaction, so it has no parts.
+  if (storeKind() === 'postgres') it('a large batch whose second part the database refuses: the first part is created, the second answers store_failed', async () => {
+    // A trigger makes PostgreSQL refuse the insert of any job marked in its meta: the real error path of
+    // one part's transaction, while the other part commits.
+    const { default: pg } = await import('pg');
+    const db = new pg.Client(srv.databaseUrl!);
+    await db.connect();
+    try {
+      await db.query(`create function refuse_marked_job() returns trigger language plpgsql as $$
+        begin if new.meta like '%"refuse"%' then raise exception 'refused by the test'; end if; return new; end $$`);
+      await db.query('create trigger refuse_marked_job before insert on jobs for each row execute function refuse_marked_job()');
+      const jobs = Array.from({ length: 600 }, (_, i) => ({ project: P, runner_command: ['true'], meta: i < 300 ? { i } : { i, refuse: true } }));
+      const res = await call(srv.url, 'POST', '/api/v1/jobs/batch', { token: acc.member, json: { jobs } });
+      assert.equal(res.status, 200, res.text);
+      const answers = res.body.jobs as Array<{ index: number; id?: string; error?: { code: string; message: string } }>;
+      assert.ok(answers.slice(0, 300).every((a) => a.id), 'the first part is created');
+      assert.ok(answers.slice(300).every((a) => !a.id && a.error?.code === 'store_failed'), JSON.stringify(answers[300]));
+      assert.match(answers[300]!.error!.message, /not created and may be submitted again/);
+      const { rows } = await db.query(`select count(*)::int as n from jobs where meta like '%"refuse"%'`);
+      assert.equal(rows[0].n, 0, 'nothing of the refused part stays');
+      for (const i of [0, 299]) assert.deepEqual((await call(srv.url, 'GET', `/api/v1/jobs/${answers[i]!.id}`, { token: acc.member })).body.meta, { i });
+      for (const a of answers.slice(0, 300)) assert.equal((await done(a.id!)).status, 'completed');
+    } finally {
+      await db.query('drop trigger if exists refuse_marked_job on jobs').catch(() => undefined);
+      await db.query('drop function if exists refuse_marked_job()').catch(() => undefined);
+      await db.end();
+    }
   });
 
   it('answers bad submissions with the reason and the path', async () => {
