@@ -54,6 +54,9 @@ const MAX_ROUNDS = 8;
  */
 export const LOCK_CAPS = sql`select id from accounts where running_tasks_cap is not null order by id for update`;
 
+/** The capped accounts as the lease reads them: the same rows, locked in the same order as LOCK_CAPS. */
+const CAPS = sql`select id, running_tasks_cap as cap from accounts where running_tasks_cap is not null order by id for update`;
+
 export async function leasePostgresInTx(t: TxContext, req: LeaseRequest, extra: number): Promise<LeasedTask[]> {
   if (!t.leaseCaps?.seen) return leaseRounds(t, t.tx, req, extra);
   // Two statements need a transaction: a lease on its own (inStatement) gets one.
@@ -103,9 +106,7 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
   const capped = t.leaseCaps?.seen === true;
   const values = [req.profile, now, limit, slots, limit + 1, req.workerId, lease.token, lease.expires, req.node, lease.reason, lease.waiting, pending];
   const query = fixedStatement(t.tx, capped ? 'lease-capped' : 'lease', values, ([profile, at, limitV, slotsV, beyond, workerId, token, expires, node, reason, waiting, events]) => sql<Row>`${sql.raw(PREPARED)}
-    with ${capped ? sql`caps as materialized (
-      select id, running_tasks_cap as cap from accounts where running_tasks_cap is not null order by id for update
-    ),
+    with ${capped ? sql`caps as materialized (${CAPS}),
     room as materialized (
       select caps.id as account_id, caps.cap - (select count(*) from tasks t
         where t.account_id = caps.id and t.status in (${sql.join(TASK_LEASED_STATES)})) as room
