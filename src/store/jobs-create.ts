@@ -98,7 +98,7 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[], notifyWork = 
     t.lastEventId = Math.max(t.lastEventId, Number(top!.id));
     if (notifyWork) t.workNotified = true;
   } else {
-    if (!(await guardsHold(t.tx, projectGuards(inserted)))) throw new StaleProjects();
+    if (!(await guardsHold(t, projectGuards(inserted)))) throw new StaleProjects();
     for (const event of rows.events) t.emit(event);
     if (t.sqlite) {
       insertRows(t.sqlite, 'jobs', rows.jobs);
@@ -207,11 +207,21 @@ function insertSql(types: ColumnTypes, rows: JobRows, events: Record<string, unk
       case when max(id) is not null then pg_notify(${NOTIFY_CHANNEL}, max(id)::text) end${work} from ev`;
 }
 
-/** SQLite (and PostgreSQL's zero-task case): the guards checked by a read in the transaction. */
-async function guardsHold(tx: Tx, guards: ProjectGuard[]): Promise<boolean> {
+/** The guarded projects as they are now: one prepared text on SQLite, whatever the number of projects. */
+const GUARD_READ = `select id, active_revision_id, env from projects where id in (select value from json_each(?))`;
+
+/**
+ * SQLite (and PostgreSQL's zero-task case): the guards checked by a read in the transaction. On SQLite the
+ * read is a statement prepared once on the connection (as sqlite-rows.ts's inserts are), not built and
+ * compiled by Kysely for every group commit: ~1 µs less CPU a job in commits of 8 (scratch store-only loop,
+ * three alternating runs each), about 1 % of what a single submit costs.
+ */
+async function guardsHold(t: TxContext, guards: ProjectGuard[]): Promise<boolean> {
   if (guards.length === 0) return true;
-  const rows = await tx.selectFrom('projects').select(['id', 'active_revision_id', 'env'])
-    .where('id', 'in', guards.map((g) => g.project_id)).execute();
+  const ids = guards.map((g) => g.project_id);
+  const rows = t.sqlite
+    ? t.sqlite.prepare(GUARD_READ).all(JSON.stringify(ids)) as Array<{ id: string; active_revision_id: string | null; env: string }>
+    : await t.tx.selectFrom('projects').select(['id', 'active_revision_id', 'env']).where('id', 'in', ids).execute();
   const byId = new Map(rows.map((r) => [r.id, r]));
   return guards.every((g) => {
     const row = byId.get(g.project_id);
