@@ -7,11 +7,12 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { AppError } from '../core/errors.js';
+import { tooDeepAt } from '../core/json-depth.js';
 import type { Deps } from '../services/deps.js';
 import { httpDuration, httpRequests } from '../services/metrics.js';
 import { version } from '../version.js';
 import { installAuth } from './auth.js';
-import { installErrorHandling, sendError } from './error-handler.js';
+import { installErrorHandling, sendError, tooDeep } from './error-handler.js';
 import { installValidators } from './validators.js';
 import { adminRoutes } from './routes/admin.js';
 import { jobRoutes } from './routes/jobs.js';
@@ -60,6 +61,7 @@ export async function buildApp(deps: Deps, opts: { logger: boolean | object } = 
     httpDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
   });
   installValidators(app);
+  installJsonParser(app);
   installErrorHandling(app, JSON_BODY_LIMIT);
   installAuth(app, deps.auth);
 
@@ -91,3 +93,22 @@ export async function buildApp(deps: Deps, opts: { logger: boolean | object } = 
     },
   };
 }
+
+/**
+ * JSON bodies: Fastify's own parser (prototype-poisoning checks included), then the nesting limit
+ * (core/json-depth.ts). Fastify's text/plain parser goes: a JSON body sent as text/plain reached the
+ * routes as a string and got a misleading 422 "must be a JSON object"; now it is a 415 saying which
+ * Content-Type to send (SPEC §2). Routes that take other bodies (push, KV) register their own parsers.
+ */
+function installJsonParser(app: FastifyInstance): void {
+  const parse = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser(['application/json', 'text/plain']);
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    parse(request, body as string, (err: Error | null, value?: unknown) => {
+      if (err) return done(err, undefined);
+      const deep = tooDeepAt(value);
+      return deep === null ? done(null, value) : done(tooDeep(deep), undefined);
+    });
+  });
+}
+

@@ -5,6 +5,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, formatBytes, type Problem } from '../core/errors.js';
+import { MAX_JSON_DEPTH } from '../core/json-depth.js';
 
 interface AjvIssue { instancePath: string; message?: string; keyword: string; params: Record<string, unknown> }
 
@@ -26,7 +27,15 @@ export function problemsOf(issues: AjvIssue[]): Problem[] {
     const seen = byPath.get(p.path);
     if (!seen || (seen.echo && !p.echo)) byPath.set(p.path, p);
   }
-  return [...byPath.values()].map(({ path, message }) => ({ path, message }));
+  // A union of constants (a state name) fails once per constant: name them all, not the first.
+  const allowed = new Map<string, unknown[]>();
+  for (const issue of issues) {
+    if (issue.keyword === 'const') allowed.set(issue.instancePath, [...(allowed.get(issue.instancePath) ?? []), issue.params.allowedValue]);
+  }
+  return [...byPath.values()].map(({ path, message }) => {
+    const values = allowed.get(path);
+    return { path, message: values ? `must be one of ${values.map((v) => JSON.stringify(v)).join(', ')}` : message };
+  });
 }
 
 function summary(problems: Problem[]): string {
@@ -80,4 +89,10 @@ export function installErrorHandling(app: FastifyInstance, bodyLimit: number): v
   });
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, new AppError('route_not_found', { method: request.method, url: request.url.split('?')[0] ?? '' })));
+}
+
+/** The 422 for a body nested deeper than MAX_JSON_DEPTH (KV values get the same). */
+export function tooDeep(path: string): AppError {
+  const problem = { path, message: `is nested more than ${MAX_JSON_DEPTH} levels deep; flatten the structure or send it as a JSON string` };
+  return new AppError('validation_failed', { summary: `${problem.path} ${problem.message}` }, { problems: [problem] });
 }

@@ -51,6 +51,7 @@ export const ERRORS = {
   tarball_expanded_too_large: spec(413, 'The tarball expands to more than the limit of {limit}; leave large files out of it (use data_sources for large inputs).'),
   tarball_too_many_entries: spec(413, 'The tarball holds more than the limit of {limit} entries; leave generated files out of it.'),
   result_too_large: spec(413, 'The task\'s result is {size}, over the limit of {limit}; write large outputs to an artifact or KV and return a reference to them.'),
+  job_too_large: spec(413, 'The job\'s tasks would carry about {size} of payload in all, over the limit of {limit}: each of its {tasks} tasks gets its own copy of the job\'s payload (about {per_task} here). Keep what the tasks share in KV or a data source and put a reference in the payload, or use batch_size for fewer tasks.'),
   kv_value_too_large: spec(413, 'The KV value is larger than the limit of {limit}; store large data elsewhere and keep a reference in KV.'),
   // 415
   unsupported_media_type: spec(415, '{reason}'),

@@ -30,6 +30,22 @@ import { pointer } from './manifest-problems.js';
 
 export const MAX_TASKS_PER_JOB = 100_000;
 
+/**
+ * What the task payloads of one job may come to in all. Every task stores its own copy of the job's
+ * payload, so a 2 MiB payload fanned out over 3,000 items was ~6 GB of rows built in memory at once: the
+ * server ran out of heap and died. The body's 10 MiB limit bounds one copy, not the product.
+ */
+export const MAX_JOB_PAYLOAD_BYTES = 64 * 1024 * 1024;
+
+/**
+ * A job's env and each of its commands, in characters: they become a task's environment and argv, which
+ * the kernel takes only up to ~2 MiB together (E2BIG). Each string alone is bounded in protocol/jobs.ts.
+ */
+export const MAX_ENV_CHARS = 128 * 1024;
+export const MAX_COMMAND_CHARS = 128 * 1024;
+/** `meta` and `variant` as JSON: they are echoed in every listing and result of the job. */
+export const MAX_ECHOED_CHARS = 64 * 1024;
+
 export type TaskKind = 'task' | 'map' | 'reduce';
 type Payload = Record<string, unknown>;
 
@@ -98,6 +114,31 @@ function fieldProblems(spec: ValidSubmit): Problem[] {
   }
   if ((spec.requirements?.gpu_count ?? 0) > 0 && spec.profile !== 'gpu') {
     problems.push({ path: '/requirements/gpu_count', message: 'is above 0, which needs "profile": "gpu"' });
+  }
+  return problems.concat(sizeProblems(spec));
+}
+
+const kib = (chars: number) => `${Math.ceil(chars / 1024)} KiB`;
+
+/** The env, the commands, meta and variant over their limits (above), each at its path. */
+function sizeProblems(spec: ValidSubmit): Problem[] {
+  const problems: Problem[] = [];
+  const env = Object.entries(spec.env ?? {}).reduce((n, [name, value]) => n + name.length + value.length + 2, 0);
+  if (env > MAX_ENV_CHARS) {
+    problems.push({ path: '/env', message: `comes to ${kib(env)} of names and values, over ${kib(MAX_ENV_CHARS)} (a task's environment and command line must fit the kernel's limit); pass large values in the payload` });
+  }
+  const commands: Array<[string, string[] | undefined]> = [['/runner_command', spec.runner_command], ['/reduce/runner_command', spec.reduce?.runner_command],
+    ...Object.entries(spec.strategies ?? {}).map(([name, s]): [string, string[] | undefined] => [`${pointer('strategies', name)}/runner_command`, s.runner_command])];
+  for (const [path, command] of commands) {
+    const chars = command?.reduce((n, arg) => n + arg.length + 1, 0) ?? 0;
+    if (chars > MAX_COMMAND_CHARS) problems.push({ path, message: `comes to ${kib(chars)}, over ${kib(MAX_COMMAND_CHARS)} (the kernel's limit on a command line); pass large values in the payload` });
+  }
+  for (const field of ['meta', 'variant'] as const) {
+    if (spec[field] === undefined) continue;
+    const chars = JSON.stringify(spec[field]).length;
+    if (chars > MAX_ECHOED_CHARS) {
+      problems.push({ path: `/${field}`, message: `is ${kib(chars)} as JSON, over ${kib(MAX_ECHOED_CHARS)}: it is echoed in every listing and result of the job; keep large data in KV and put its key here` });
+    }
   }
   return problems;
 }
@@ -201,6 +242,7 @@ export function planJob(spec: ValidSubmit, ctx: PlanContext): JobPlan {
     problems.push({ path: counted.path, message: `would make ${count} tasks; a job may have at most 100,000 (split it into several jobs, or use batch_size)` });
   }
   if (problems.length > 0 || !counted || isProblem(counted)) throw validationFailed(problems);
+  checkPayloadTotal(spec, counted.count);
   const objective = (spec.type === 'sweep' ? spec.sweep?.objective : spec.type === 'benchmark' ? spec.objective : undefined) ?? null;
   const plan = (tasks: PlannedTask[], reduce: ReducePlan | null = null): JobPlan =>
     ({ type: spec.type, runnerCommand: jobCommand, tasks, reduce, objective, tasksTotal: tasks.length + (reduce ? 1 : 0) });
@@ -215,6 +257,29 @@ export function planJob(spec: ValidSubmit, ctx: PlanContext): JobPlan {
   if (spec.fan_out.by !== undefined) delete base[spec.fan_out.by];
   const reduce = spec.reduce ?? {};
   return plan(maps, { index: maps.length, runner_command: reduce.runner_command ?? jobCommand!, payload: { ...base, ...reduce.payload } });
+}
+
+/**
+ * Refuses (413 job_too_large) a job whose tasks' payload copies would pass MAX_JOB_PAYLOAD_BYTES, before
+ * any is built. An estimate in UTF-16 units: the payload each task shares (the fanned-out array aside:
+ * its elements are split among the tasks, and it is bounded by the body) times the tasks. A one-task
+ * job is bounded by the body alone.
+ */
+function checkPayloadTotal(spec: ValidSubmit, tasks: number): void {
+  if (tasks <= 1) return;
+  const shared: Payload = { ...spec.payload };
+  if (spec.fan_out?.by !== undefined) delete shared[spec.fan_out.by];
+  const base = JSON.stringify(shared).length;
+  let total = base * tasks;
+  if (spec.type === 'benchmark') {
+    const repeats = spec.repeats ?? 1;
+    total = Object.values(spec.strategies!).reduce((sum, s) => sum + (base + (s.payload ? JSON.stringify(s.payload).length : 0)) * repeats, 0);
+  }
+  if (total <= MAX_JOB_PAYLOAD_BYTES) return;
+  const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+  throw new AppError('job_too_large', {
+    size: mib(total), limit: mib(MAX_JOB_PAYLOAD_BYTES), tasks: tasks.toLocaleString('en-US'), per_task: mib(Math.round(total / tasks)),
+  }, { path: '/payload', estimated_bytes: total, limit_bytes: MAX_JOB_PAYLOAD_BYTES });
 }
 
 /**

@@ -27,3 +27,11 @@ export function jobWaitReason(job: { profile: string; stored: string | null }, c
   }
   return job.stored ?? 'finishing';
 }
+
+/**
+ * What to do about a finished job (`recommended_action`): null when nothing failed (completed, or
+ * cancelled without a failure: a cancel is the user's own doing), else where to read why tasks failed.
+ */
+export function finishedJobAction(c: Pick<TaskCounts, 'failed'>): string | null {
+  return c.failed > 0 ? 'Read GET /api/v1/jobs/:id/tasks for each failed task\'s error and output.' : null;
+}

@@ -16,10 +16,13 @@
  *   A non-zero exit fails the attempt even when a result was found (it is still reported, to help debug).
  * - An exit code of null (killed by a signal, timed out, cancelled) fails the attempt without an `error`
  *   here: only the caller knows which of those happened and names it.
+ * - A value nested deeper than MAX_JSON_DEPTH levels counts as one that does not parse (a result file
+ *   holding one is `result_file_invalid`): storing it would overflow the stack (core/json-depth.ts).
  * - Only stdout lines that start with "{" are parsed, from the last line backwards, so a long log costs one
  *   JSON.parse per candidate line at most.
  */
 import { AppError } from './errors.js';
+import { tooDeepAt } from './json-depth.js';
 
 export const MAX_RESULT_BYTES = 10 * 1024 * 1024;
 
@@ -61,12 +64,15 @@ function fromLastLine<T>(text: string, visit: (line: string) => T | undefined): 
   return undefined;
 }
 
+/** The JSON value, or undefined when the text does not parse or nests too deep to store (json-depth.ts). */
 function tryParse(text: string): { value: unknown } | undefined {
+  let value: unknown;
   try {
-    return { value: JSON.parse(text) };
+    value = JSON.parse(text);
   } catch {
     return undefined;
   }
+  return tooDeepAt(value) === null ? { value } : undefined;
 }
 
 /** The last stdout line that is a JSON object, or undefined. */

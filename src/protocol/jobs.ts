@@ -28,7 +28,15 @@ export const JOB_TYPES = ['structured_runner', 'sweep', 'map_reduce', 'benchmark
 export type JobType = (typeof JOB_TYPES)[number];
 
 const Strict = { additionalProperties: false } as const;
-const Command = Type.Array(Type.String(), { minItems: 1, description: 'a non-empty array of strings' });
+/**
+ * One argument or env value: what the kernel takes (execve refuses a NUL, and a string over 128 KiB with
+ * E2BIG: 32 Ki characters are at most 96 KiB of UTF-8). Refused here, not after three failed attempts.
+ */
+export const MAX_ARG_CHARS = 32 * 1024;
+const ArgString = (minLength: number) => Type.String({
+  minLength, maxLength: MAX_ARG_CHARS, pattern: '^[^\\u0000]*$', description: 'a string without NUL characters',
+});
+const Command = Type.Array(ArgString(1), { minItems: 1, description: 'a non-empty array of non-empty strings' });
 const JsonObject = Type.Record(Type.String(), Type.Unknown(), { description: 'a JSON object' });
 
 export const Objective = Type.Object({
@@ -37,9 +45,9 @@ export const Objective = Type.Object({
 }, Strict);
 export type ObjectiveSpec = Static<typeof Objective>;
 
-const EnvMap = Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), {
+const EnvMap = Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), ArgString(0), {
   additionalProperties: false,
-  description: 'names are letters, digits and "_", not starting with a digit',
+  description: 'an object of variables: names of letters, digits and "_", not starting with a digit; string values',
 });
 
 export const SubmitJobBody = Type.Object({
@@ -79,9 +87,10 @@ export const SubmitJobBody = Type.Object({
   }, Strict)),
   reduce: Type.Optional(Type.Object({ runner_command: Type.Optional(Command), payload: Type.Optional(JsonObject) }, Strict)),
   strategies: Type.Optional(Type.Record(
-    Type.String({ minLength: 1 }),
+    // A pattern, not minLength: TypeBox checks a record's keys by pattern only.
+    Type.String({ pattern: '^.+$' }),
     Type.Object({ payload: Type.Optional(JsonObject), runner_command: Type.Optional(Command) }, Strict),
-    { additionalProperties: false, minProperties: 1, description: 'an object of at least one named strategy' },
+    { additionalProperties: false, minProperties: 1, description: 'an object of at least one strategy, each under a non-empty name' },
   )),
   // No schema default: a default would put `repeats` on every job type, and it only belongs to benchmark.
   repeats: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'runs per strategy (benchmark; 1 when absent)' })),
@@ -154,6 +163,7 @@ function describeValueError(error: ValueError): string {
       return range(schema);
     case ValueErrorType.StringMinLength: return 'must not be empty';
     case ValueErrorType.StringMaxLength: return `must be at most ${String(schema.maxLength)} characters`;
+    case ValueErrorType.StringPattern: return about ? `must be ${about}` : error.message.replace(/^Expected/, 'must be');
     case ValueErrorType.Object: return about ? `must be ${about}` : 'must be an object';
     case ValueErrorType.Array: return about ? `must be ${about}` : 'must be an array';
     case ValueErrorType.String: return 'must be a string';

@@ -8,6 +8,7 @@ import { jobOutcome } from '../core/aggregate.js';
 import { nowIso } from '../core/clock.js';
 import { allowedFrom, JOB_TRANSITIONS } from '../core/states.js';
 import { reducePayload, type ReducePlan } from '../core/job-plan.js';
+import { finishedJobAction } from '../core/job-reason.js';
 import type { TaskCounts } from '../core/model.js';
 import { taskRow } from './jobs-create.js';
 import type { Kysely } from 'kysely';
@@ -46,7 +47,7 @@ export async function finishJobIfDone(t: TxContext, jobId: string, ended: number
   const error = status === 'failed' ? JSON.stringify({ code: 'tasks_failed', message: `Every task failed (${reason}); see the tasks' errors and output.` }) : null;
   const done = await t.tx.updateTable('jobs')
     .set({ status, status_reason: reason, finished_at: now, error, started_at: job.started_at ?? now,
-      recommended_action: status === 'completed' ? null : 'Read GET /api/v1/jobs/:id/tasks for each failed task\'s error and output.' })
+      recommended_action: finishedJobAction(counts) })
     .where('id', '=', jobId).where('status', 'in', allowedFrom(JOB_TRANSITIONS, status)).executeTakeFirst();
   if (Number(done.numUpdatedRows) === 0) return;
   const base = { accountId: job.account_id, projectId: job.project_id, jobId };

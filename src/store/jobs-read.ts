@@ -73,7 +73,9 @@ export function jobReads({ conn }: StoreContext) {
         ...toTask(r),
         attempts: attempts.filter((a) => a.task_id === r.id).map((a) => ({
           attempt: a.attempt, node: a.node, exit_code: a.exit_code, error: json(a.error, null),
-          started_at: a.started_at, finished_at: a.finished_at,
+          // A running attempt's row gets its started_at with its ending report (jobs-lease.ts, one statement
+          // less per start); while it runs, the task's own started_at is this attempt's.
+          started_at: a.started_at ?? (a.attempt === r.attempt && r.status === 'running' ? r.started_at : null), finished_at: a.finished_at,
         })),
       }));
       return pageOf(tasks, limit, (task) => task.index);

@@ -30,6 +30,10 @@ export function attemptReport(f: AttemptFacts): AttemptReport {
   else if (extracted.success) outcome = 'succeeded';
   else outcome = 'failed';
   if (outcome === 'succeeded') error = null;
+  // Killed by a signal it did not ask for (a crash, the OOM killer): no exit code, so say which signal.
+  else if (outcome === 'failed' && error === null && o.exitCode === null && o.signal) {
+    error = { code: 'killed_by_signal', message: `runner_command was killed by ${o.signal}; see the task's output for what it did last.` };
+  }
   return {
     task_id: f.task_id, attempt: f.attempt, lease_token: f.lease_token, exit_code: o.exitCode, outcome, error,
     output: withoutNul(f.output), output_tail: withoutNul(f.output_tail), result: extracted.result,

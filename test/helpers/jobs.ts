@@ -40,6 +40,15 @@ export async function results(base: string, token: string, id: string) {
   return (await call(base, 'GET', `/api/v1/results/${id}`, { token })).body;
 }
 
+/** Every task of the job, in index order, following next_cursor (a page holds 50 by default). */
 export async function tasks(base: string, token: string, id: string) {
-  return (await call(base, 'GET', `/api/v1/jobs/${id}/tasks`, { token })).body.tasks as any[];
+  const all: any[] = [];
+  let cursor: string | null = null;
+  do {
+    const query: string = cursor ? `?limit=500&cursor=${encodeURIComponent(cursor)}` : '?limit=500';
+    const body = (await call(base, 'GET', `/api/v1/jobs/${id}/tasks${query}`, { token })).body;
+    all.push(...(body.tasks as any[]));
+    cursor = body.next_cursor;
+  } while (cursor);
+  return all;
 }

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isAppError, type Problem } from '../../src/core/errors.js';
-import { MAX_TASKS_PER_JOB, planJob, reducePayload, type PlanContext } from '../../src/core/job-plan.js';
+import { MAX_JOB_PAYLOAD_BYTES, MAX_TASKS_PER_JOB, planJob, reducePayload, type PlanContext } from '../../src/core/job-plan.js';
 import { validateSubmit, type ValidSubmit } from '../../src/protocol/jobs.js';
 
 const ENTRY: PlanContext = { entrypoint: ['python', 'job.py'] };
@@ -229,5 +229,47 @@ describe('other rules', () => {
       assert.deepEqual(paths, ['/sweep', '/batch_size', '/env/COMPUTALOT_X', '/runner_command']);
       assert.match(error.message, /\/sweep is required for type "sweep" \(and 3 more problem\(s\)\)/);
     }
+  });
+});
+
+describe('sizes a job may not pass', () => {
+  const refused = (body: Record<string, unknown>) => {
+    try {
+      plan(body);
+    } catch (err) {
+      assert.ok(isAppError(err));
+      return err;
+    }
+    return assert.fail('planned');
+  };
+
+  it('refuses task payload copies over MAX_JOB_PAYLOAD_BYTES in all, by fan-out, sweep and benchmark, before building', () => {
+    const blob = 'x'.repeat(70 * 1024);
+    const items = Array.from({ length: 1100 }, (_, i) => i);
+    for (const body of [
+      { payload: { blob }, fan_out: { items } },
+      { type: 'sweep', payload: { blob }, sweep: { parameters: { a: items } } },
+      { type: 'benchmark', strategies: { s: { payload: { blob } } }, repeats: 1000, payload: { n: 1 } },
+    ]) {
+      const err = refused(body);
+      assert.equal(err.code, 'job_too_large', JSON.stringify(body).slice(0, 80));
+      assert.equal(err.status, 413);
+      assert.equal((err.details as { limit_bytes: number }).limit_bytes, MAX_JOB_PAYLOAD_BYTES);
+    }
+    // Under the limit, and the fanned-out array is not counted per task: it is split among them.
+    assert.equal(plan({ payload: { blob }, fan_out: { items: items.slice(0, 900) } }).tasks.length, 900);
+    assert.equal(plan({ payload: { xs: Array.from({ length: 50_000 }, () => blob.slice(0, 1000)) }, fan_out: { by: 'xs' } }).tasks.length, 50_000);
+    assert.equal(plan({ payload: { blob: 'x'.repeat(9 * 1024 * 1024) } }).tasks.length, 1, 'one task: bounded by the body');
+  });
+
+  it('refuses env, commands, meta and variant over their limits, at their paths', () => {
+    const problemsOf = (body: Record<string, unknown>) =>
+      ((refused(body).details as { problems: Problem[] }).problems).map((p) => p.path);
+    const value = 'v'.repeat(30_000);
+    assert.deepEqual(problemsOf({ env: { A: value, B: value, C: value, D: value, E: value } }), ['/env']);
+    assert.deepEqual(problemsOf({ runner_command: ['x', value, value, value, value, value] }), ['/runner_command']);
+    assert.deepEqual(problemsOf({ type: 'benchmark', strategies: { 'a/b': { runner_command: ['x', value, value, value, value, value] } } }), ['/strategies/a~1b/runner_command']);
+    assert.deepEqual(problemsOf({ meta: { m: 'm'.repeat(70_000) }, variant: 'v'.repeat(70_000) }), ['/meta', '/variant']);
+    assert.equal(plan({ env: { A: value, B: value, C: value, D: value }, meta: { m: 'm'.repeat(60_000) } }).tasks.length, 1);
   });
 });

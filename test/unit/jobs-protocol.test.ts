@@ -118,7 +118,7 @@ describe('submit body', () => {
     expectProblem({ type: 'sweep', sweep: { parameters: {} } }, '/sweep/parameters', /at least one parameter/);
     expectProblem({ type: 'sweep', sweep: { parameters: { lr: [] } } }, '/sweep/parameters/lr', /non-empty array/);
     expectProblem({ type: 'sweep', sweep: {} }, '/sweep/parameters', /is required/);
-    expectProblem({ type: 'benchmark', strategies: {} }, '/strategies', /at least one named strategy/);
+    expectProblem({ type: 'benchmark', strategies: {} }, '/strategies', /at least one strategy, each under a non-empty name/);
     expectProblem({ type: 'benchmark', strategies: { a: { cmd: [] } } }, '/strategies/a/cmd', /not an allowed key/);
   });
 

@@ -59,6 +59,13 @@ describe('extractResult', () => {
     assert.deepEqual(file('nope').result_warnings, ['result_file_invalid', 'no_result']);
   });
 
+  it('a result nested deeper than 128 levels counts as invalid (storing it would overflow the stack)', () => {
+    const deep = `${'['.repeat(5000)}1${']'.repeat(5000)}`;
+    assert.deepEqual(file(deep, { stdoutTail: `{"a": ${deep}}\n{"b":1}\n` }).result_warnings, ['result_file_invalid', 'result_from_stdout']);
+    assert.deepEqual(file(deep, { stdoutTail: `{"b":1}\n{"a": ${deep}}\n` }).result, { b: 1 }, 'a too-deep last line is skipped like a broken one');
+    assert.equal(file(`${'['.repeat(127)}1${']'.repeat(127)}`).result_quality, 1);
+  });
+
   it('a result file over 10 MiB fails the attempt with result_too_large', () => {
     const out = extractResult(input({ resultFileText: null, resultFileBytes: MAX_RESULT_BYTES + 1, stdoutTail: '{"a":1}' }));
     assert.equal(out.success, false);

@@ -75,11 +75,16 @@ describe('submit batcher: large submits in parts', () => {
     const calls: NewJob[][] = [];
     let running = 0;
     let most = 0;
+    // The first part holds until the second has started (or 2 s pass): side by side whatever the load on
+    // the machine; created one after the other, the first would wait out the 2 s and `most` stay 1.
+    let secondStarted!: () => void;
+    const second = new Promise<void>((resolve) => { secondStarted = resolve; });
     const batcher = new SubmitBatcher(async (jobs) => {
       calls.push(jobs);
       running += 1;
       most = Math.max(most, running);
-      await new Promise((resolve) => setTimeout(resolve, 5));
+      if (calls.length === 1) await Promise.race([second, new Promise((resolve) => setTimeout(resolve, 2_000))]);
+      else secondStarted();
       running -= 1;
       return { outcomes: jobs.map(outcomeOf), leased: [[{ job_id: `job_${names(jobs)[0]}` } as never]] };
     }, { parts: 2 });

@@ -33,8 +33,7 @@ export function jobRoutes(deps: Deps, streams: Set<() => void>): FastifyPluginAs
       validatorCompiler: () => () => true,
       schema: { tags: ['jobs'], body: SubmitJobBody, response: { 200: JobObject, 201: JobObject, ...authErrors, 409: ErrorBody, 422: ErrorBody, 429: ErrorBody } },
     }, async (request, reply) => {
-      const header = request.headers['idempotency-key'];
-      const [answer] = await submitJobs(deps, accountOf(request), [request.body], typeof header === 'string' ? header : null);
+      const [answer] = await submitJobs(deps, accountOf(request), [request.body], idempotencyHeader(request.headers['idempotency-key'], request.body));
       if (!answer || 'error' in answer) throw answer?.error ?? new AppError('internal_error', { reason: 'no answer' });
       if (answer.replayed) {
         reply.code(200);
@@ -47,6 +46,9 @@ export function jobRoutes(deps: Deps, streams: Set<() => void>): FastifyPluginAs
     app.post('/jobs/batch', {
       schema: { tags: ['jobs'], body: BatchSubmitBody, response: { 200: BatchSubmitResult, ...authErrors } },
     }, async (request) => {
+      if (request.headers['idempotency-key'] !== undefined) {
+        throw new AppError('invalid_request', { reason: 'The Idempotency-Key header is for single submits (POST /api/v1/jobs); give each job of a batch its own idempotency_key instead.' });
+      }
       const answers = await submitJobs(deps, accountOf(request), request.body.jobs, null);
       return {
         jobs: answers.map((a, index) => ('error' in a ? { index, error: a.error.toBody().error } : { index, id: a.id })),
@@ -84,7 +86,7 @@ export function jobRoutes(deps: Deps, streams: Set<() => void>): FastifyPluginAs
       schema: { tags: ['jobs'], params: IdParams, querystring: Type.Object(Page), response: { 200: Type.Object({ tasks: Type.Array(TaskObject), next_cursor: Nullable(Type.String()) }), ...authErrors } },
     }, async (request) => {
       const job = await loadJob(request, request.params.id);
-      const page = await store.listTasks(job.id, { limit: request.query.limit ?? 500, cursor: request.query.cursor ?? null });
+      const page = await store.listTasks(job.id, { limit: request.query.limit ?? 50, cursor: request.query.cursor ?? null });
       return { tasks: page.items.map(taskObject), next_cursor: page.next_cursor };
     });
 
@@ -94,18 +96,14 @@ export function jobRoutes(deps: Deps, streams: Set<() => void>): FastifyPluginAs
       const out = new PassThrough();
       reply.type('text/plain; charset=utf-8').send(out);
       for (const task of rows) {
+        if (out.destroyed) break; // the client went away: nothing more to read
         if (rows.length > 1) out.write(`=== task ${task.index} (attempt ${task.attempt}, ${task.status}) ===\n`);
         const path = outputPath(deps.config.dataDir, job.id, task.id, task.attempt);
         const exists = await access(path).then(() => true, () => false);
-        if (exists) {
-          await new Promise<void>((resolve) => {
-            const file = createReadStream(path);
-            file.on('end', resolve).on('error', () => resolve());
-            file.pipe(out, { end: false });
-          });
-        } else if (task.output) out.write(task.output);
+        if (exists) await copyInto(out, path);
+        else if (task.output) out.write(task.output);
       }
-      out.end();
+      if (!out.destroyed) out.end();
       return reply;
     });
 
@@ -137,4 +135,46 @@ export function jobRoutes(deps: Deps, streams: Set<() => void>): FastifyPluginAs
       return resultsObject(job, await store.resultRows(job.id));
     });
   };
+}
+
+/**
+ * Copies one output file into the response without ending it. Settles when the file is read, fails to
+ * read, or the response closes first (a client that stops reading): then the file is closed here, since
+ * an unpiped read stream never ends on its own, and each aborted download kept a descriptor open.
+ */
+function copyInto(out: PassThrough, path: string): Promise<void> {
+  return new Promise<void>((resolve) => {
+    // Closed while the file's existence was checked: its 'close' has been emitted already.
+    if (out.destroyed) return resolve();
+    const file = createReadStream(path);
+    const settle = () => {
+      out.off('close', abandon);
+      resolve();
+    };
+    const abandon = () => {
+      file.destroy();
+      settle();
+    };
+    file.on('end', settle).on('error', settle);
+    out.on('close', abandon);
+    file.pipe(out, { end: false });
+  });
+}
+
+/**
+ * The Idempotency-Key header (SPEC §6: the same key as the body's idempotency_key), held to the same
+ * rules: 1 to 200 characters. Sent with a different idempotency_key in the body it is refused, as the
+ * request names two keys and either could be the one meant.
+ */
+function idempotencyHeader(header: string | string[] | undefined, body: unknown): string | null {
+  if (header === undefined) return null;
+  const key = Array.isArray(header) ? header.join(', ') : header;
+  if (key.length === 0 || key.length > 200) {
+    throw new AppError('invalid_request', { reason: `The Idempotency-Key header must be 1 to 200 characters; it has ${key.length}.` });
+  }
+  const inBody = typeof body === 'object' && body !== null ? (body as Record<string, unknown>).idempotency_key : undefined;
+  if (typeof inBody === 'string' && inBody !== key) {
+    throw new AppError('invalid_request', { reason: 'The Idempotency-Key header and the body\'s idempotency_key differ; send the key once, in either place.' });
+  }
+  return key;
 }

@@ -7,10 +7,11 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { addSeconds, nowIso } from '../../core/clock.js';
 import { AppError, formatBytes } from '../../core/errors.js';
+import { tooDeepAt } from '../../core/json-depth.js';
 import { kvKeyProblem } from '../../core/names.js';
 import { authErrors, ErrorBody, Nullable } from '../../protocol/common.js';
 import type { Deps } from '../../services/deps.js';
-import { sendError, toAppError } from '../error-handler.js';
+import { sendError, toAppError, tooDeep } from '../error-handler.js';
 import { loadProject, pageQuery } from '../load.js';
 
 const KeyParams = Type.Object({ name: Type.String(), '*': Type.String() });
@@ -41,11 +42,14 @@ export function kvRoutes(deps: Deps): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: limit }, (_request, body, done) => {
+      let value: unknown;
       try {
-        done(null, JSON.parse(body as string));
+        value = JSON.parse(body as string);
       } catch (err) {
-        done(new AppError('invalid_json', { reason: (err as Error).message }), undefined);
+        return done(new AppError('invalid_json', { reason: (err as Error).message }), undefined);
       }
+      const deep = tooDeepAt(value);
+      return deep === null ? done(null, value) : done(tooDeep(deep), undefined);
     });
     app.setErrorHandler((err, request, reply) => {
       const error = (err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE'
