@@ -20,6 +20,11 @@ export interface StreamOptions {
   startAt: 'now' | 'beginning';
   /** The stream ends after writing an event for which this is true. */
   endAfter?: (event: StoredEvent) => boolean;
+  /**
+   * The event a full replay starts with ('job.created'): a client with no resume point whose replay would
+   * no longer find it (pruned) gets `stream.reset`, as one resuming from 0 would, not a replay from the middle.
+   */
+  firstEvent?: string;
   /** Checked after the first replay: true ends the stream at once (a finished job has nothing to come). */
   done?: () => Promise<boolean>;
   /** Open streams register their closer here, so shutdown can end them all. */
@@ -54,8 +59,12 @@ function frame(event: { id: number; type: string; data: unknown }): string {
 
 export async function openStream(request: FastifyRequest, reply: FastifyReply, opts: StreamOptions): Promise<void> {
   const { store } = opts;
-  const resume = resumePoint(request);
+  let resume = resumePoint(request);
   const prunedThrough = await store.eventsPrunedThrough();
+  if (resume === null && opts.startAt === 'beginning' && opts.firstEvent && prunedThrough > 0) {
+    const [first] = await store.readEvents(opts.filter, 0, 1);
+    if (first?.type !== opts.firstEvent) resume = 0;
+  }
   let lastId = resume ?? (opts.startAt === 'now' ? await store.latestEventId() : 0);
   let reset: string | null = null;
   if (resume !== null && resume < prunedThrough) {

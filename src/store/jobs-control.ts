@@ -14,14 +14,24 @@ import { uniqueRuns, valuesTable } from './values-table.js';
 /** Tasks holding a lease, whose attempt is live. */
 const LIVE: readonly string[] = TASK_LEASED_STATES;
 
-export async function cancelJobInTx(t: TxContext, jobId: string, reason: string): Promise<{ cancelled_tasks: number; cancelling_tasks: number }> {
+/**
+ * `notStarted` (cancel-queued: SPEC §3 "jobs that have not started"): only a job still queued when this
+ * statement runs, and no running task is asked to stop. On PostgreSQL a worker's lease can start the job
+ * after the caller listed it as queued and before this runs (reviewed: a long cancel-queued asked 13
+ * tasks that had started meanwhile to stop, and their completed results were recorded as cancelled).
+ * Each statement sees what committed before it, so the job is checked in the statement that cancels.
+ */
+export async function cancelJobInTx(t: TxContext, jobId: string, reason: string, opts: { notStarted?: boolean } = {}): Promise<{ cancelled_tasks: number; cancelling_tasks: number }> {
   const now = nowIso();
-  const cancelled = await t.tx.updateTable('tasks')
+  let queued = t.tx.updateTable('tasks')
     .set({ status: 'cancelled', status_reason: reason, finished_at: now })
     .where('job_id', '=', jobId).where('status', '=', 'queued')
-    .where('status', 'in', allowedFrom(TASK_TRANSITIONS, 'cancelled'))
-    .returning(['id', 'idx', 'account_id', 'project_id']).execute();
-  const running = await t.tx.updateTable('tasks').set({ cancel_requested: 1, status_reason: `${reason}; stopping` })
+    .where('status', 'in', allowedFrom(TASK_TRANSITIONS, 'cancelled'));
+  if (opts.notStarted) {
+    queued = queued.where(({ exists, selectFrom }) => exists(selectFrom('jobs').select('jobs.id').where('jobs.id', '=', jobId).where('jobs.status', '=', 'queued')));
+  }
+  const cancelled = await queued.returning(['id', 'idx', 'account_id', 'project_id']).execute();
+  const running = opts.notStarted ? { numUpdatedRows: 0n } : await t.tx.updateTable('tasks').set({ cancel_requested: 1, status_reason: `${reason}; stopping` })
     .where('job_id', '=', jobId).where('status', 'in', LIVE).executeTakeFirst();
   for (const task of cancelled) {
     t.emit({ type: 'task.status', accountId: task.account_id, projectId: task.project_id, jobId, data: { job_id: jobId, task_id: task.id, index: task.idx, status: 'cancelled', status_reason: reason } });

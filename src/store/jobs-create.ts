@@ -62,8 +62,29 @@ async function replayOf(tx: Tx, job: NewJob, now: string): Promise<CreateOutcome
   return { job_id: row.job_id, replayed: true, created_at: row.created_at };
 }
 
-/** Creates jobs in the caller's transaction; per-job errors (idempotency) are returned, not thrown. */
 /**
+ * A job's idempotency key: the first job under it (a replay), a conflict, or the new job's id when this
+ * transaction claimed the key. On PostgreSQL another group commit may be inserting the same key right
+ * now, unseen by the read: the claim waits for it and, once it has committed, does nothing, and the key
+ * is read again (a new statement sees that commit). A plain insert failed there with a unique violation,
+ * which answered 500 to one of 20 concurrent submits of one key (review, 1 run in 5).
+ */
+async function claimKey(tx: Tx, job: NewJob, now: string): Promise<CreateOutcome | string | null> {
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    const replay = await replayOf(tx, job, now);
+    if (replay) return replay;
+    if (!job.idempotency) return null;
+    const id = newId('job');
+    const claimed = await tx.insertInto('idempotency_keys').values({
+      account_id: job.account_id, key: job.idempotency.key, request_hash: job.idempotency.request_hash, job_id: id, created_at: now,
+    }).onConflict((oc) => oc.columns(['account_id', 'key']).doNothing()).executeTakeFirst();
+    if (Number(claimed.numInsertedOrUpdatedRows ?? 0n) > 0) return id;
+  }
+  throw new Error(`idempotency key "${job.idempotency!.key}" was neither claimed nor found twice in a row`);
+}
+
+/**
+ * Creates jobs in the caller's transaction; per-job errors (idempotency) are returned, not thrown.
  * `notifyWork`: on PostgreSQL, send the work NOTIFY with the insert (the caller knows no task of these jobs
  * will be leased in this transaction).
  */
@@ -73,21 +94,15 @@ export async function createJobsInTx(t: TxContext, jobs: NewJob[], notifyWork = 
   const rows = emptyRows();
   const inserted: NewJob[] = [];
   for (const job of jobs) {
-    let replay: CreateOutcome | null;
+    let claim: CreateOutcome | string | null;
     try {
-      replay = await replayOf(t.tx, job, now);
+      claim = await claimKey(t.tx, job, now);
     } catch (err) {
       if (err instanceof AppError) { out.push(err); continue; }
       throw err;
     }
-    if (replay) { out.push(replay); continue; }
-    const id = newId('job');
-    if (job.idempotency) {
-      await t.tx.insertInto('idempotency_keys').values({
-        account_id: job.account_id, key: job.idempotency.key, request_hash: job.idempotency.request_hash, job_id: id, created_at: now,
-      }).execute();
-    }
-    out.push(addJobRows(rows, job, id, now));
+    if (claim !== null && typeof claim !== 'string') { out.push(claim); continue; }
+    out.push(addJobRows(rows, job, claim ?? newId('job'), now));
     inserted.push(job);
   }
   if (t.dialect === 'postgres' && rows.jobs.length > 0 && rows.tasks.length > 0) {

@@ -112,12 +112,18 @@ export function readinessVerbs(ctx: StoreContext): ReadinessVerbs {
     },
     async cancelQueued(project) {
       return inTx(ctx, async (t) => {
-        // Only jobs that have not started; each goes through the job cancel, which keeps tasks_open right.
+        // Only jobs that have not started; each goes through the job cancel, which keeps tasks_open right
+        // and (notStarted) passes over a job that started since this list was read (PostgreSQL).
         const jobs = await t.tx.selectFrom('jobs').select('id').where('project_id', '=', project.id)
-          .where('status', '=', 'queued').execute();
+          .where('status', '=', 'queued').orderBy('id').execute();
+        let cancelledJobs = 0;
         let tasks = 0;
-        for (const job of jobs) tasks += (await cancelJobInTx(t, job.id, 'cancelled by cancel-queued')).cancelled_tasks;
-        return { cancelled_jobs: jobs.length, cancelled_tasks: tasks };
+        for (const job of jobs) {
+          const { cancelled_tasks } = await cancelJobInTx(t, job.id, 'cancelled by cancel-queued', { notStarted: true });
+          if (cancelled_tasks > 0) cancelledJobs += 1;
+          tasks += cancelled_tasks;
+        }
+        return { cancelled_jobs: cancelledJobs, cancelled_tasks: tasks };
       });
     },
   };

@@ -259,4 +259,56 @@ describe(`leases and batched reports (${storeKind()})`, () => {
       await conn.close();
     }
   });
+
+  // PostgreSQL only: SQLite runs one write transaction at a time, so no job can start during cancel-queued.
+  if (storeKind() === 'postgres') it('cancel-queued passes over a job that started while it ran, and asks no running task to stop', async () => {
+    const a = await create(1);
+    const b = await create(1);
+    const conn = await connect({ databaseUrl: db.url, sqlitePath: join(dir, 'db.sqlite') });
+    try {
+      // Hold a's task: cancel-queued lists a and b as queued, then waits on a's task...
+      const blocker = await conn.pool!.connect();
+      await blocker.query('begin');
+      await blocker.query('select id from tasks where job_id = $1 for update', [a]);
+      const cancelling = store.cancelQueued(project);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // ...while a worker's lease (skipping the locked task) starts b and commits.
+      const [leased] = await lease(1);
+      assert.equal(leased?.job_id, b);
+      await blocker.query('commit');
+      blocker.release();
+      assert.deepEqual(await cancelling, { cancelled_jobs: 1, cancelled_tasks: 1 });
+      assert.equal(await statusOf(a), 'cancelled');
+      assert.equal(await statusOf(b), 'running');
+      const beat = await store.heartbeat(worker.id, [{ task_id: leased!.task_id, lease_token: leased!.lease_token }]);
+      assert.deepEqual(beat.cancel, [], 'the task that started is not asked to stop');
+      await store.reportAndLease({ started: [], live: [], ended: [ended(leased!, 'succeeded')] }, { workerId: worker.id, node: worker.node, profile: 'cpu', slots: 0 });
+      assert.equal(await statusOf(b), 'completed', 'its result stands');
+    } finally {
+      await conn.close();
+    }
+  });
+
+  // PostgreSQL only: on SQLite the read and the claim of a key run in the one write transaction.
+  if (storeKind() === 'postgres') it('a submit whose idempotency key another transaction is inserting waits for it and replays its job', async () => {
+    const conn = await connect({ databaseUrl: db.url, sqlitePath: join(dir, 'db.sqlite') });
+    try {
+      const other = await conn.pool!.connect();
+      await other.query('begin');
+      await other.query('insert into idempotency_keys (account_id, key, request_hash, job_id, created_at) values ($1, $2, $3, $4, $5)',
+        [accountId, 'k-race', 'hash-1', 'job_other', new Date().toISOString()]);
+      const same = store.createJobs([{ ...job(1), idempotency: { key: 'k-race', request_hash: 'hash-1' } }]);
+      const differs = store.createJobs([{ ...job(1), idempotency: { key: 'k-race', request_hash: 'hash-2' } }]);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await other.query('commit');
+      other.release();
+      const replay = (await same).outcomes[0] as CreateOutcome;
+      assert.equal(replay.job_id, 'job_other');
+      assert.equal(replay.replayed, true);
+      const conflict = (await differs).outcomes[0];
+      assert.ok(conflict instanceof Error && (conflict as { code?: string }).code === 'idempotency_conflict', String(conflict));
+    } finally {
+      await conn.close();
+    }
+  });
 });

@@ -24,6 +24,7 @@ import { startServer } from '../../src/server.js';
 import type { Store } from '../../src/store/port.js';
 import { storeKind, testDatabase } from '../helpers/db.js';
 import { call, makeAccount, type TestAccount } from '../helpers/http.js';
+import { pushFixture, submit } from '../helpers/jobs.js';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from '../helpers/server.js';
 import { follow, onRequestStart, readRaw, sleep, sockets, waitFor, type Seen } from '../helpers/stream-client.js';
 
@@ -450,6 +451,19 @@ describe(`project streams (${storeKind()})`, { timeout: 240_000 }, () => {
         s1.close();
         s2?.close();
       }
+    });
+
+    it('a job stream whose job.created was pruned starts with stream.reset, not a replay from the middle, and ends', async () => {
+      const store = server.server.deps.store;
+      await pushFixture(server.url, acct.member, 'pruned-job');
+      const job = await submit(server.url, acct.member, { project: 'pruned-job', runner_command: ['true'] });
+      assert.equal((await call(server.url, 'POST', `/api/v1/jobs/${job.id}/cancel`, { token: acct.member })).status, 200);
+      await store.pruneEvents(nowIso(Date.now() + 60_000));
+      const auth = { authorization: `Bearer ${acct.member}` };
+      const started = Date.now();
+      const { text } = await readRaw(`${server.url}/api/v1/jobs/${job.id}/stream`, auth, () => false, 10_000);
+      assert.match(text, /event: stream\.reset\ndata: \{"reason":"events_pruned","requested_since":0,/);
+      assert.ok(Date.now() - started < 9_000, 'the stream of a finished job ends after the reset');
     });
 
     it('after a restart with the whole log pruned, stream.reset still carries an id that does not reset again', async () => {

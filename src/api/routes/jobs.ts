@@ -112,7 +112,7 @@ export function jobRoutes(deps: Deps, streams: Set<() => void>): FastifyPluginAs
     }, async (request, reply) => {
       const job = await loadJob(request, request.params.id);
       await openStream(request, reply, {
-        store, filter: { jobId: job.id }, heartbeatMs: deps.config.sseHeartbeatMs, startAt: 'beginning', registry: streams,
+        store, filter: { jobId: job.id }, heartbeatMs: deps.config.sseHeartbeatMs, startAt: 'beginning', firstEvent: 'job.created', registry: streams,
         endAfter: (e) => e.type === 'job.completed',
         done: async () => ['completed', 'partial', 'failed', 'cancelled'].includes((await store.getJob(job.account_id, job.id))?.status ?? ''),
       });
