@@ -7,11 +7,15 @@
  * Invariants (the Launcher's, launcher.ts):
  * - The helper starts on the first `launch`, with an empty environment (the server's env holds secrets;
  *   every task gets exactly its spec's env), and again on the first `launch` after it died.
- * - A task leads its own session and group (setsid in the helper); stdin is /dev/null.
- * - `started` settles once; `exited` and `drained` settle together when the helper reports the exit (it
- *   drains the pipes, up to 2 s, before it does); a helper death settles every open task with `lost`.
- * - `withdraw()` before the spec was sent means no fork. Signals go to the group from the caller, never
- *   through the helper, so they work even when the helper is gone.
+ * - A task leads its own session and group (setsid in the helper); stdin is /dev/null. Its parent is its
+ *   anchor, a per-task subreaper forked by the helper: every descendant stays within reach (see the helper's
+ *   header), so this launcher offers `signalTree` and `treeGone`.
+ * - `started` settles once; `exited` settles when the helper reports the leader's exit (X, at once), so
+ *   leftovers holding stdout can neither delay nor change the outcome; `drained` and `treeGone` settle
+ *   together when the helper reports the tree gone and its output drained (D); a helper death settles
+ *   every open task with `lost` (`exited` only if it had not settled).
+ * - `withdraw()` before the spec was sent means no fork. The caller signals the group itself too, so that
+ *   works even when the helper is gone; `signalTree` (K) reaches descendants that left the group.
  * - Without a C compiler the helper cannot be built: the launcher falls back to the Node spawner process
  *   for good, and says why once through `onFallback`.
  */
@@ -57,6 +61,7 @@ export class HelperLauncher implements Launcher {
     let withdrawn = false;
     let released = false;
     let delegate: LaunchedTask | null = null;
+    let signalTree: (signal: NodeJS.Signals) => void = () => undefined;
     const start = (channel: HelperChannel) => {
       if (withdrawn) {
         setStarted({ withdrawn: true });
@@ -64,7 +69,9 @@ export class HelperLauncher implements Launcher {
         return;
       }
       this.sequence += 1;
-      channel.run(`t${this.sequence.toString(36)}`, encodeSpec(spec), {
+      const id = `t${this.sequence.toString(36)}`;
+      signalTree = (signal) => channel.kill(id, constants.signals[signal]);
+      channel.run(id, encodeSpec(spec), {
         onStart: (pid) => setStarted({ pid }),
         onError: (errno) => {
           const name = errnoName(errno);
@@ -72,8 +79,9 @@ export class HelperLauncher implements Launcher {
           setDrained();
         },
         onOutput: (chunk, stream) => { if (!released) onOutput(chunk, stream); },
+        onLeaderExit: ({ code, signal }) => setExited({ code, signal: signal === null ? null : (SIGNAL_NAMES.get(signal) ?? null) }),
         onExit: ({ code, signal }) => {
-          setExited({ code, signal: signal === null ? null : (SIGNAL_NAMES.get(signal) ?? null) });
+          setExited({ code, signal: signal === null ? null : (SIGNAL_NAMES.get(signal) ?? null) }); // a no-op after X
           setDrained();
         },
         onLost: (reason) => {
@@ -101,8 +109,11 @@ export class HelperLauncher implements Launcher {
     });
     return {
       started, exited, drained,
+      // The fallback launcher has no anchor: there the tree is the group, which the caller waits for itself.
+      get treeGone() { return delegate ? undefined : drained; },
       withdraw: () => { withdrawn = true; delegate?.withdraw(); },
       release: () => { released = true; delegate?.release(); },
+      signalTree: (signal) => signalTree(signal),
     };
   }
 

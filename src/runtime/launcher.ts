@@ -18,8 +18,9 @@
  *   when both streams reached end of file, or the launcher died: no output comes after it.
  * - `withdraw()` before the fork means no fork; after it, a no-op. `release()` stops reading output (the
  *   drain time is over); it is idempotent and a no-op once drained.
- * - Launchers never signal a task: callers signal the group with kill(-pid), which keeps working when a
- *   launcher process has died.
+ * - Callers signal the group with kill(-pid), which keeps working when a launcher process has died. A
+ *   launcher that can reach further, the whole tree with descendants that left the group, offers
+ *   `signalTree` and `treeGone` too (the helper: its per-task anchor); the others leave both undefined.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 
@@ -37,10 +38,15 @@ export type OutputSink = (chunk: Buffer, stream: 'stdout' | 'stderr') => void;
 
 export interface LaunchedTask {
   readonly started: Promise<LaunchStart>;
+  /** The leader's exit, as soon as it is known (the outcome is decided then, not after the drain). */
   readonly exited: Promise<LaunchExit>;
   readonly drained: Promise<void>;
+  /** Settles when no process of the task's tree is left (escaped descendants included), or the launcher died. */
+  readonly treeGone?: Promise<void>;
   withdraw(): void;
   release(): void;
+  /** Signals every process of the task's tree, escaped descendants included, until `treeGone`. */
+  signalTree?(signal: NodeJS.Signals): void;
 }
 
 export interface Launcher {

@@ -4,8 +4,9 @@
  * Invariants:
  * - The task is spawned `detached`, so it leads a new session and process group whose id is its pid; every
  *   descendant that does not call setsid/setpgid itself stays in that group and is reached by `kill(-pgid)`.
- *   A descendant that leaves the group (a daemon that double-forks and calls setsid) is out of reach by
- *   design: finding it would mean walking /proc or using cgroups, which is the `oci` runtime's job.
+ *   A descendant that leaves the group (a daemon that double-forks and calls setsid) is not reached from
+ *   here: the helper launcher reaches it through the task's subreaper anchor (`LaunchedTask.signalTree`,
+ *   oci/helper/computalot-helper.c); the Node spawner fallback cannot (Node has no prctl).
  * - Signals are sent to the group, never to the leader's pid alone: the leader may already be gone while
  *   its children live on.
  * - The group id is only signalled while it can still name our group: once `kill(-pgid, 0)` says ESRCH the

@@ -18,8 +18,14 @@ interface Ran {
   stdout: string;
   stderr: string;
   exit: { code: number | null; signal: number | null } | null;
+  /** The leader's exit (X) and the stdout received by then. */
+  leaderExit: { code: number | null; signal: number | null } | null;
+  stdoutAtLeaderExit: string | null;
   lost: string | null;
 }
+
+/** A shell that leaves its session and is orphaned (setsid in a child that exits), printing its pid. */
+const ESCAPE = 'python3 -c \'import os\nif os.fork() == 0:\n  os.setsid()\n  if os.fork() == 0: os.execvp("sh", ["sh", "-c", "echo pid $$; exec sleep 1003"])\n  os._exit(0)\nos.wait()\'';
 
 describe('the sandbox helper and its channel', () => {
   let dir: string;
@@ -40,13 +46,17 @@ describe('the sandbox helper and its channel', () => {
     return encodeSpec({ argv, cwd: opts.cwd ?? dir, env: opts.env ?? {}, memoryBytes: opts.mem ?? null, nproc: opts.nproc ?? null });
   }
 
-  function start(id: string, path: Buffer, onStart?: (pid: number) => void): Promise<Ran> {
+  function start(id: string, path: Buffer, onStart?: (pid: number) => void, onStdout?: (stdout: string) => void): Promise<Ran> {
     return new Promise((resolve) => {
-      const ran: Ran = { started: null, errno: null, stdout: '', stderr: '', exit: null, lost: null };
+      const ran: Ran = { started: null, errno: null, stdout: '', stderr: '', exit: null, leaderExit: null, stdoutAtLeaderExit: null, lost: null };
       const handlers: ProcessHandlers = {
+        onLeaderExit: (exit) => { ran.leaderExit = exit; ran.stdoutAtLeaderExit = ran.stdout; },
         onStart: (pid) => { ran.started = pid; onStart?.(pid); },
         onError: (errno) => { ran.errno = errno; resolve(ran); },
-        onOutput: (chunk, stream) => { ran[stream] += chunk.toString(); },
+        onOutput: (chunk, stream) => {
+          ran[stream] += chunk.toString();
+          if (stream === 'stdout') onStdout?.(ran.stdout);
+        },
         onExit: (exit) => { ran.exit = exit; resolve(ran); },
         onLost: (reason) => { ran.lost = reason; resolve(ran); },
       };
@@ -95,6 +105,44 @@ describe('the sandbox helper and its channel', () => {
     assert.ok(Date.now() - t0 < 1_500, 'not held open by the orphan');
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(alive(Number(ran.stdout.trim())), false);
+  });
+
+  /** The pids named by `pid N` lines that are still alive after a moment; SIGKILLed, so no test leaves them. */
+  async function survivors(out: string): Promise<number[]> {
+    const pids = [...out.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
+    for (const until = Date.now() + 2_000; pids.some(alive) && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
+    const left = pids.filter(alive);
+    for (const pid of left) process.kill(pid, 'SIGKILL');
+    return left;
+  }
+
+  it('K reaches a descendant that left the session and was orphaned (setsid, double fork)', async () => {
+    let killed = false;
+    const ran = await start('e1', await spec(['sh', '-c', `${ESCAPE}; sleep 100`]), undefined, (stdout) => {
+      if (!killed && /pid \d+/.test(stdout)) { killed = true; channel.kill('e1', 15); }
+    });
+    assert.equal(ran.exit?.signal, 15);
+    assert.match(ran.stdout, /pid \d+/);
+    assert.deepEqual(await survivors(ran.stdout), [], 'the escaped sleep got the SIGTERM too');
+  });
+
+  it('a leader that exits takes descendants that left its session with it: X at once, the final exit once they are gone', async () => {
+    const ran = await start('e2', await spec(['sh', '-c', `${ESCAPE}; exit 4`]));
+    assert.deepEqual(ran.leaderExit, { code: 4, signal: null });
+    assert.deepEqual(ran.exit, { code: 4, signal: null });
+    assert.deepEqual(await survivors(ran.stdout), [], 'the escaped sleep outlived its task');
+  });
+
+  it('after K 15 the tree outlives its leader until K 9: a SIGTERM handler finishes its cleanup', async () => {
+    // The child's pid line is the handshake that its trap is set.
+    let killed = false;
+    const ran = await start('g1', await spec(['sh', '-c', 'sh -c \'trap "sleep 0.3; echo cleaned; exit 0" TERM; echo "pid $$"; while :; do sleep 0.05; done\' & wait']), undefined, (stdout) => {
+      if (!killed && /pid \d+/.test(stdout)) { killed = true; channel.kill('g1', 15); }
+    });
+    assert.equal(ran.leaderExit?.signal, 15, 'the leader died of the SIGTERM');
+    assert.equal(ran.stdoutAtLeaderExit?.includes('cleaned'), false, 'X came when the leader died, before the cleanup');
+    assert.match(ran.stdout, /cleaned/, 'the child was not SIGKILLed with its leader');
+    assert.deepEqual(await survivors(ran.stdout), []);
   });
 
   it('applies the memory and process limits to the process tree', async () => {

@@ -58,6 +58,25 @@ wait
   'stubborn.sh': `sh -c 'trap "" TERM; echo "pid $$"; while :; do sleep 0.05; done' &
 wait
 `,
+  // A descendant that leaves the task's session and is orphaned (setsid, double fork), like a daemon; the
+  // leader waits until it runs, then exits (argv "exit") or sleeps.
+  'escape.py': `import os, sys, time
+up = os.path.join(os.environ["COMPUTALOT_SCRATCH_DIR"], "up")
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execvp("sh", ["sh", "-c", 'echo "pid $$"; touch "$0"; exec sleep 1003', up])
+    os._exit(0)
+while not os.path.exists(up):
+    time.sleep(0.01)
+if sys.argv[1] == "exit":
+    sys.exit(0)
+time.sleep(1000)
+`,
+  // A child in the task's group that cleans up on SIGTERM (slowly), while the leader dies at once.
+  'cleanup.sh': `sh -c 'trap "sleep 0.5; echo cleaned > \"$MARKER\"; exit 0" TERM; echo "pid $$"; while :; do sleep 0.05; done' &
+wait
+`,
   'checkpoint.sh': `cat "$COMPUTALOT_CHECKPOINT_DIR/prev.txt"
 echo written-by-task > "$COMPUTALOT_CHECKPOINT_DIR/new.txt"
 echo "$COMPUTALOT_SCRATCH_DIR"
@@ -132,6 +151,18 @@ async function leftovers(): Promise<string[]> {
 
 const text = (run: Pick<Run, 'output'>) => run.output.map(([, chunk]) => chunk).join('');
 const pidsIn = (out: string) => [...out.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
+
+/**
+ * The pids `out` names that are still alive once the kernel acted on a SIGKILL sent around the outcome (on
+ * a loaded machine that can take a few ms); whatever is left is SIGKILLed, so a failing test leaves nothing.
+ */
+async function survivors(out: string): Promise<number[]> {
+  const pids = pidsIn(out);
+  for (const until = Date.now() + 2_000; pids.some(alive) && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
+  const left = pids.filter(alive);
+  for (const pid of left) process.kill(pid, 'SIGKILL');
+  return left;
+}
 
 before(async () => {
   // The interpreter itself: a shim on PATH (pyenv, asdf) adds variables of its own to the env under test.
@@ -298,6 +329,74 @@ describe('process runtime: timeout, cancel and the process tree', { skip }, () =
     assert.equal(done.started, false);
     assert.equal(done.outcome.exitCode, null);
     assert.equal(existsSync(marker), false);
+  });
+
+  it('cancel: a descendant that left the session (setsid, double fork) is gone too', async () => {
+    const run = start({
+      runnerCommand: [python, 'escape.py', 'sleep'],
+      onOutput: (chunk, stream) => {
+        run.seen.output.push([stream, chunk.toString()]);
+        if (chunk.toString().includes('pid')) run.attempt.cancel();
+      },
+    });
+    const done = await run.done();
+    assert.equal(done.outcome.cancelled, true);
+    assert.equal(pidsIn(text(done)).length, 1);
+    assert.deepEqual(await survivors(text(done)), [], 'the escaped sleep 1003 survived the cancel');
+  });
+
+  it('timeout: a descendant that left the session (setsid, double fork) is gone too', async () => {
+    const run = await start({ runnerCommand: [python, 'escape.py', 'sleep'], timeoutS: 1 }).done();
+    assert.equal(run.outcome.timedOut, true);
+    assert.equal(pidsIn(text(run)).length, 1);
+    assert.deepEqual(await survivors(text(run)), [], 'the escaped sleep 1003 survived the timeout');
+  });
+
+  it('a leader that exits on its own takes a descendant that left the session with it', async () => {
+    const run = await start({ runnerCommand: [python, 'escape.py', 'exit'] }).done();
+    assert.equal(run.outcome.exitCode, 0);
+    assert.equal(run.outcome.cancelled || run.outcome.timedOut, false);
+    assert.equal(pidsIn(text(run)).length, 1);
+    assert.deepEqual(await survivors(text(run)), [], 'the escaped sleep 1003 outlived its attempt');
+  });
+
+  it('exit 0 before the timeout is completed, even while a setsid child still holds stdout', async () => {
+    // The leader's exit decides: a leftover holding the pipes must neither delay it into the timeout nor
+    // add to its duration.
+    const run = await start({
+      runnerCommand: ['sh', '-c', 'setsid sh -c \'echo "pid $$"; exec sleep 1007\' & sleep 1.2; echo \'{"done":1}\' > "$COMPUTALOT_RESULT_PATH"; exit 0'],
+      timeoutS: 2,
+    }).done();
+    assert.equal(run.outcome.exitCode, 0);
+    assert.equal(run.outcome.timedOut, false);
+    assert.equal(run.outcome.cancelled, false);
+    assert.equal(run.outcome.resultFileText, '{"done":1}\n');
+    assert.ok(run.outcome.durationMs < 2_000, `duration ${run.outcome.durationMs} ms holds the drain`);
+    assert.deepEqual(await survivors(text(run)), [], 'the setsid child outlived its attempt');
+  });
+
+  it('cancel: a child that handles SIGTERM gets the grace to clean up after the leader died', async () => {
+    const marker = join(scratch, 'cleaned');
+    const graceful = new ProcessRuntime({ killGraceMs: 10_000, drainMs: 300, progressPollMs: 20 });
+    try {
+      const own = await graceful.prepare(prepareInput(hashOf('graceful'), join(scratch, 'graceful')));
+      const run = start({
+        prepared: own,
+        runnerCommand: ['sh', 'cleanup.sh'],
+        env: { MARKER: marker },
+        onOutput: (chunk, stream) => {
+          run.seen.output.push([stream, chunk.toString()]);
+          if (chunk.toString().includes('pid')) run.attempt.cancel();
+        },
+      }, graceful);
+      const done = await run.done();
+      assert.equal(done.outcome.cancelled, true);
+      assert.equal(done.outcome.signal, 'SIGTERM', 'the leader died of the SIGTERM');
+      assert.equal(await readFile(marker, 'utf8').catch(() => 'no cleanup'), 'cleaned\n');
+      assert.deepEqual(await survivors(text(done)), []);
+    } finally {
+      await graceful.close();
+    }
   });
 
   it('the leader exiting kills what it left behind in its group', async () => {

@@ -4,11 +4,14 @@
  *
  *   run(id, spec) ─▶ "I id len\n<spec>" ──▶ helper forks ──▶ "S id pid" | "E id errno"
  *                                   output        ──▶ "O id 1|2 len\n<bytes>" …
- *                                   leader exits  ──▶ "X id c code" | "X id s signal"   (after every O of id)
- *   kill(id, sig) ─▶ "K id sig"
+ *                                   leader exits  ──▶ "X id c code" | "X id s signal"   (at once: more O may follow)
+ *                                   tree gone     ──▶ "D id"        (after every O of id)
+ *   kill(id, sig) ─▶ "K id sig"      (the whole tree, escaped descendants included, until D)
  *
  * Invariants: each started process gets exactly one final callback (`onError`, `onExit` or `onLost`);
- * when the channel dies (the sandbox crashed, podman was killed) every process still open gets `onLost`.
+ * `onExit` comes at D, with the exit X reported, after all output; `onLeaderExit` (optional) comes at X, the
+ * moment the leader's exit is known. When the channel dies (the sandbox crashed, podman was killed) every
+ * process still open gets `onLost`, also one whose `onLeaderExit` came.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 
@@ -19,7 +22,10 @@ export interface ProcessHandlers {
   onStart(pid: number): void;
   onError(errno: number): void;
   onOutput(chunk: Buffer, stream: 'stdout' | 'stderr'): void;
+  /** Final: the process tree is gone and every byte of output was delivered; `exit` is the leader's. */
   onExit(exit: { code: number | null; signal: number | null }): void;
+  /** The leader exited (not final: output may follow, the rest of the tree may still run). */
+  onLeaderExit?(exit: { code: number | null; signal: number | null }): void;
   onLost(reason: string): void;
 }
 
@@ -43,6 +49,8 @@ export function encodeSpec(spec: ProcessSpec): Buffer {
 
 export class HelperChannel {
   private readonly procs = new Map<string, ProcessHandlers>();
+  /** The leader's exit (X) of processes whose tree is not gone yet (no D). */
+  private readonly exits = new Map<string, { code: number | null; signal: number | null }>();
   private buffer: Buffer = Buffer.alloc(0);
   private pendingOutput: { id: string; stream: 'stdout' | 'stderr'; length: number } | null = null;
   private stderrTail = '';
@@ -158,6 +166,7 @@ export class HelperChannel {
   }
 
   private forget(id: string): void {
+    this.exits.delete(id);
     if (this.procs.delete(id) && this.procs.size === 0) this.updateRef();
   }
 
@@ -166,6 +175,7 @@ export class HelperChannel {
     this.dead = reason;
     const open = [...this.procs.values()];
     this.procs.clear();
+    this.exits.clear();
     for (const handlers of open) handlers.onLost(reason);
     resolve(reason);
   }
@@ -206,10 +216,18 @@ export class HelperChannel {
           this.forget(id);
           handlers?.onError(Number(a));
           break;
-        case 'X':
-          this.forget(id);
-          handlers?.onExit(a === 's' ? { code: null, signal: Number(b) } : { code: Number(b), signal: null });
+        case 'X': {
+          const exit = a === 's' ? { code: null, signal: Number(b) } : { code: Number(b), signal: null };
+          if (handlers) this.exits.set(id, exit);
+          handlers?.onLeaderExit?.(exit);
           break;
+        }
+        case 'D': {
+          const exit = this.exits.get(id);
+          this.forget(id);
+          if (exit) handlers?.onExit(exit);
+          break;
+        }
         default:
           return this.corrupt(line);
       }

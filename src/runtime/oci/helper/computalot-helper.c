@@ -3,30 +3,54 @@
  * ~170 ms of podman start-up, so tasks are started by this helper instead, in milliseconds).
  *
  * It is PID 1 of the container, started by `podman run -i`, and talks to the worker over its stdin and
- * stdout. Linked statically, so it runs in any image, even one with nothing but /bin/sh.
+ * stdout. Linked statically, so it runs in any image, even one with nothing but /bin/sh. On the host it is
+ * the `process` runtime's launcher (src/runtime/helper-launcher.ts), same protocol.
  *
  * Worker -> helper, one command per line:
  *   I <id> <len>\n<len bytes>   start a process; the bytes are NUL-terminated fields: cwd, memory limit
  *                        bytes (0 = none), process limit (0 = none), argc, argv..., envc, env "NAME=value"...
  *                        (applied over the helper's own environment: the image's). Inline, not in a file:
  *                        nothing of a task's env (secrets) is ever written where other tasks could read it.
- *   K <id> <signal>      signal the process group of <id> (a no-op once it is gone)
+ *   K <id> <signal>      signal the whole process tree of <id>, escaped descendants included (a no-op once
+ *                        the tree is gone). Any K before the leader exits means the worker ends the task: the
+ *                        tree then outlives its leader until the worker's K 9 (its grace deadline).
  * Helper -> worker:
- *   S <id> <pid>         started (the exec succeeded)
+ *   S <id> <pid>         started (the exec succeeded); <pid> leads the task's session and group
  *   E <id> <errno>       could not start (chdir or exec failed with this errno); final for <id>
  *   O <id> <1|2> <len>\n<len bytes>   output of stdout (1) or stderr (2)
- *   X <id> c <code> | X <id> s <signal>   the leader exited; every O of <id> came before. Final for <id>.
+ *   X <id> c <code> | X <id> s <signal>   the leader exited, sent as soon as it is known: this decides the
+ *                        outcome. O frames of <id> may still follow.
+ *   D <id>               the whole tree is gone and its output drained: every O of <id> came before. Final.
+ *
+ * The anchor: every process is started through a per-task intermediary, a fork of the helper that makes
+ * itself a child subreaper (PR_SET_CHILD_SUBREAPER) and forks the task. Whatever the task's descendants do
+ * (setsid, setpgid, double fork), an orphan is reparented to the anchor, never beyond it, so "the task's
+ * tree" is exactly "the anchor's descendants" and "the tree is gone" is "the anchor has no child left" (it
+ * then exits, and its reap is the signal). The alternatives were weaker: COMPUTALOT_TASK_ID in
+ * /proc/<pid>/environ is lost by anything started with a fresh env (`env -i`, subprocess env=, sudo) and
+ * only exists for tasks, not for services or validation commands; one subreaper (the helper) for all tasks
+ * cannot tell whose an orphan is once several run. The anchor costs one fork of this small static process
+ * per task (bench/spawn.ts measures it; see docs/decisions.md) and adds no syscall to the leader itself.
+ * gVisor refuses PR_SET_CHILD_SUBREAPER to the anchors (EINVAL, measured with runsc here): in a sandbox an
+ * orphan goes to PID 1, this helper, and the anchor still reaches every descendant that is not orphaned;
+ * as PID 1 the helper SIGKILLs what left its task's session whenever a leader exits on its own
+ * (kill_orphans_without_subreaper).
  *
  * Invariants:
- * - Each process leads its own session and group, so K reaches its whole tree.
- * - When a leader exits, what is left of its group is SIGKILLed (nobody waits for it, and it would hold the
- *   output pipes), then its pipes are drained to EOF, or for at most DRAIN_MS, before X is written.
- * - As PID 1 it reaps every orphan; only leaders are reported. When a leader exits it also SIGKILLs every
- *   process outside the live tracked sessions (daemons that called setsid to escape their group).
- * - On EOF of stdin (the worker went away) every group is SIGKILLed and the helper exits.
+ * - Each task leads its own session and group; its anchor sits between it and the helper (its parent).
+ * - When a leader exits on its own (no K came before), the rest of its tree is SIGKILLed at once and again
+ *   every KILL_TICK_MS until the anchor has no child left; X is written at once, D once the tree is gone and
+ *   the pipes reached EOF (or DRAIN_MS after the tree went, if something outside it holds them).
+ * - K signals the leader's group while the leader runs and every descendant of the anchor (a /proc scan,
+ *   which works under gVisor, whose /proc has no `children` files); K 9 repeats until the tree is gone.
+ * - An anchor's tree is SIGKILLed when the helper goes: on EOF of stdin by the helper (then it exits), and by
+ *   the anchor itself if the helper dies (PR_SET_PDEATHSIG).
+ * - The helper is a subreaper too (and PID 1 in a sandbox), so it reaps every orphan; a task that kills its
+ *   own anchor is reaped by the helper directly (its exit is still reported) and what it left outside its
+ *   group is SIGKILLed as a stray (a direct child of the helper that is no task's leader or anchor).
  * - The helper is not dumpable, so tasks cannot reach its stdin or stdout through /proc/1/fd.
  * - Limits are per process tree: RLIMIT_AS for memory and RLIMIT_NPROC for processes (gVisor enforces both;
- *   a cgroup limit would kill the whole sandbox instead of the one task).
+ *   a cgroup limit would kill the whole sandbox instead of the one task). Set in the task, not the anchor.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -41,6 +65,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -50,6 +75,7 @@
 #define MAX_PROCS 4096
 #define ID_MAX 128
 #define DRAIN_MS 2000
+#define KILL_TICK_MS 20
 #define CHUNK 65536
 
 extern char **environ;
@@ -57,15 +83,30 @@ extern char **environ;
 struct proc {
   int used;
   char id[ID_MAX];
-  pid_t pid;
-  int out[2]; /* read ends of stdout, stderr; -1 once at EOF */
-  int exited;
+  pid_t pid;     /* the task (leader of its session and group) */
+  pid_t anchor;  /* its subreaper; 0 once reaped, or lost (killed before it reported the leader's exit) */
+  int out[2];    /* read ends of stdout, stderr; -1 once at EOF */
+  int ctl;       /* read end of the anchor's report (the leader's wait status); -1 once closed */
+  int failed;    /* the exec failed: E was written, only the anchor's reap is awaited */
+  int exited;    /* the leader's exit is known and X was written */
   int status;
-  long long exited_at;
+  int ending;    /* a K came before the leader exited: the worker decides when the tree is SIGKILLed */
+  int killing;   /* SIGKILL the tree on every tick until it is gone */
+  int gone;      /* no process of the tree is left (the anchor was reaped) */
+  long long gone_at, killed_at;
 };
+
+/* What the anchor writes: tagged, since the anchor (pid) and the task (exec errno) share the status pipe. */
+struct note { int tag; int value; };
+enum { NOTE_PID = 1, NOTE_ERRNO = 2 };
+/* The anchor's report on its control pipe: the leader's wait status, and whether descendants are left. */
+struct report { int status; int more; };
 
 static struct proc procs[MAX_PROCS];
 static int sigpipe_fds[2];
+static pid_t self_pid;
+static int lost_anchors; /* > 0: strays (direct children nobody tracks) may exist */
+static int subreaper_ok;  /* gVisor has no PR_SET_CHILD_SUBREAPER: there orphans come to PID 1 (us) */
 
 static long long now_ms(void) {
   struct timespec ts;
@@ -118,6 +159,150 @@ static struct proc *find(const char *id) {
   return NULL;
 }
 
+/* Every process's (pid, ppid), from /proc/<pid>/stat: the one source that gVisor has too. */
+struct pp { pid_t pid, ppid; int mark; long parent; /* index of ppid's entry, -1 if none */ };
+static struct pp *table;
+static size_t table_len, table_cap;
+
+static void scan_procs(void) {
+  table_len = 0;
+  DIR *d = opendir("/proc");
+  if (!d) return;
+  struct dirent *e;
+  char path[64], buf[512];
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    int pid = atoi(e->d_name);
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) continue;
+    buf[n] = 0;
+    char *rp = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (!rp) continue;
+    char state;
+    int ppid;
+    if (sscanf(rp + 1, " %c %d", &state, &ppid) != 2) continue;
+    if (table_len == table_cap) {
+      table_cap = table_cap ? table_cap * 2 : 1024;
+      table = realloc(table, table_cap * sizeof *table);
+    }
+    table[table_len++] = (struct pp){ (pid_t)pid, (pid_t)ppid, 0, -1 };
+  }
+  closedir(d);
+}
+
+static int by_pid(const void *a, const void *b) {
+  pid_t x = ((const struct pp *)a)->pid, y = ((const struct pp *)b)->pid;
+  return (x > y) - (x < y);
+}
+
+/* Signals every descendant of `root` (not root itself), from one scan. A process forked while this runs
+ * can be missed: callers that must end the tree repeat it (SIGKILL) until the anchor has no child left. */
+static void signal_descendants(pid_t root, int sig) {
+  scan_procs();
+  qsort(table, table_len, sizeof *table, by_pid);
+  for (size_t i = 0; i < table_len; i++) {
+    struct pp key = { table[i].ppid, 0, 0, -1 };
+    struct pp *parent = bsearch(&key, table, table_len, sizeof *table, by_pid);
+    table[i].parent = parent ? parent - table : -1;
+  }
+  /* One pass per generation: a process is in once its parent is the root or in. */
+  for (int grew = 1; grew;) {
+    grew = 0;
+    for (size_t i = 0; i < table_len; i++) {
+      if (table[i].mark || table[i].pid == root) continue;
+      if (table[i].ppid == root || (table[i].parent >= 0 && table[table[i].parent].mark)) {
+        table[i].mark = 1;
+        grew = 1;
+        kill(table[i].pid, sig);
+      }
+    }
+  }
+}
+
+/* The whole tree of p: the leader's group while the leader runs (one atomic kill for most of the tree; once
+ * the leader is reaped its pid could name another group), then the anchor's descendants. */
+static void signal_tree(struct proc *p, int sig) {
+  if (p->gone || p->failed) return;
+  if (!p->exited) kill(-p->pid, sig);
+  if (p->anchor > 0) signal_descendants(p->anchor, sig);
+  if (sig == SIGKILL) { p->killing = 1; p->killed_at = now_ms(); }
+}
+
+/* A direct child of the helper that is neither a task nor an anchor: what a task whose anchor it killed
+ * left behind. Only looked for while such a task exists or existed. */
+static void kill_strays(void) {
+  if (lost_anchors == 0) return;
+  scan_procs();
+  for (size_t i = 0; i < table_len; i++) {
+    if (table[i].ppid != self_pid) continue;
+    int tracked = 0;
+    for (int k = 0; k < MAX_PROCS && !tracked; k++)
+      tracked = procs[k].used && (procs[k].pid == table[i].pid || procs[k].anchor == table[i].pid);
+    if (!tracked) kill(table[i].pid, SIGKILL);
+  }
+}
+
+/* Without subreapers (gVisor), an orphan is reparented to PID 1 and no anchor can say whose it is: as PID
+ * 1, when a leader exits on its own, every process whose session is neither ours nor that of a tree still
+ * alive is SIGKILLed (daemons that called setsid to escape). Other tasks' escaped daemons go with it, and
+ * a SIGTERMed tree's escaped daemons do not get their grace: the sandbox's limit, not the host's. */
+static void kill_orphans_without_subreaper(void) {
+  if (subreaper_ok || self_pid != 1) return;
+  pid_t own = getsid(0);
+  scan_procs();
+  for (size_t i = 0; i < table_len; i++) {
+    pid_t sid = getsid(table[i].pid);
+    if (table[i].pid <= 1 || sid < 0 || sid == own) continue;
+    int live = 0;
+    /* A tree whose leader exited on its own is not alive any more, whatever is left of it. */
+    for (int k = 0; k < MAX_PROCS && !live; k++)
+      live = procs[k].used && !procs[k].gone && (!procs[k].exited || procs[k].ending) && procs[k].pid == sid;
+    if (!live) kill(table[i].pid, SIGKILL);
+  }
+}
+
+static void on_pdeath(int sig) { (void)sig; }
+
+/* The anchor's life after forking the task: reap every descendant that ends (they are all reparented here),
+ * report the leader's wait status, exit once no child is left. If the helper dies first, SIGKILL the tree
+ * (nobody could report it any more). Never returns. */
+static void anchor_loop(pid_t task, pid_t helper, int ctl) {
+  int orphaned = 0;
+  signal(SIGINT, SIG_IGN); /* a terminal's ^C to the server's group is not the task's end */
+  signal(SIGQUIT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_pdeath; /* no SA_RESTART: the blocking waitpid below returns EINTR */
+  sigaction(SIGHUP, &sa, NULL);
+  prctl(PR_SET_PDEATHSIG, SIGHUP, 0, 0, 0);
+  if (getppid() != helper) orphaned = 1;
+  for (;;) {
+    if (orphaned) signal_descendants(getpid(), SIGKILL);
+    int status;
+    pid_t pid = waitpid(-1, &status, orphaned ? WNOHANG : 0);
+    if (pid < 0 && errno == ECHILD) _exit(0);
+    if (pid < 0) { if (getppid() != helper) orphaned = 1; continue; }
+    if (pid == 0) { usleep(KILL_TICK_MS * 1000); continue; }
+    if (pid != task) continue;
+    /* Are descendants left? Reap what already ended; ECHILD means none, 0 means some still run. */
+    struct report r = { status, 1 };
+    for (;;) {
+      pid_t more = waitpid(-1, &status, WNOHANG);
+      if (more > 0) continue;
+      if (more < 0 && errno == EINTR) continue;
+      if (more < 0) r.more = 0;
+      break;
+    }
+    if (write(ctl, &r, sizeof r) < 0) { /* the helper is gone: PDEATHSIG handles the rest */ }
+    if (!r.more) _exit(0);
+  }
+}
+
 /* Takes ownership of spec (malloc'd, len bytes). */
 static void start(const char *id, char *spec, size_t len) {
   if (strlen(id) >= ID_MAX || find(id)) { free(spec); say("E %s %d\n", id, (int)(EINVAL)); return; }
@@ -138,106 +323,146 @@ static void start(const char *id, char *spec, size_t len) {
   char **argv = calloc((size_t)argc + 1, sizeof(char *));
   for (long i = 0; i < argc; i++) argv[i] = f[4 + i];
 
-  int out[2], err[2], status_pipe[2];
-  if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(status_pipe, O_CLOEXEC) < 0) {
+  int out[2] = { -1, -1 }, err[2] = { -1, -1 }, status_pipe[2] = { -1, -1 }, ctl[2] = { -1, -1 };
+  if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(status_pipe, O_CLOEXEC) < 0
+      || pipe2(ctl, O_CLOEXEC | O_NONBLOCK) < 0) {
     say("E %s %d\n", id, (int)(errno));
+    int fds[] = { out[0], out[1], err[0], err[1], status_pipe[0], status_pipe[1], ctl[0], ctl[1] };
+    for (int i = 0; i < 8; i++) if (fds[i] >= 0) close(fds[i]);
     free(argv); free(f); free(spec);
     return;
   }
-  pid_t pid = fork();
-  if (pid == 0) {
-    setsid();
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
-    signal(SIGCHLD, SIG_DFL);
-    dup2(out[1], 1);
-    dup2(err[1], 2);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) { dup2(devnull, 0); close(devnull); }
-    for (long i = 0; i < envc; i++) {
-      char *kv = f[5 + argc + i];
-      char *eq = strchr(kv, '=');
-      if (!eq) continue;
-      *eq = 0;
-      setenv(kv, eq + 1, 1);
+  pid_t anchor = fork();
+  if (anchor == 0) {
+    signal(SIGCHLD, SIG_DFL); /* the helper's handler writes to the helper's wake-up pipe */
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    /* vfork: the task runs at once on this CPU, with no page tables to copy, until its exec; the anchor
+     * resumes then. What the task changes before its exec (setenv) lands in the anchor's copy of the
+     * helper's memory, which nothing reads afterwards. */
+    pid_t pid = vfork();
+    if (pid == 0) {
+      setsid();
+      sigset_t none;
+      sigemptyset(&none);
+      sigprocmask(SIG_SETMASK, &none, NULL);
+      signal(SIGPIPE, SIG_DFL);
+      dup2(out[1], 1);
+      dup2(err[1], 2);
+      int devnull = open("/dev/null", O_RDONLY);
+      if (devnull >= 0) { dup2(devnull, 0); close(devnull); }
+      for (long i = 0; i < envc; i++) {
+        char *kv = f[5 + argc + i];
+        char *eq = strchr(kv, '=');
+        if (!eq) continue;
+        *eq = 0;
+        setenv(kv, eq + 1, 1);
+      }
+      if (mem > 0) { struct rlimit r = { mem, mem }; setrlimit(RLIMIT_AS, &r); }
+      if (nproc > 0) { struct rlimit r = { nproc, nproc }; setrlimit(RLIMIT_NPROC, &r); }
+      struct note n = { NOTE_ERRNO, 0 };
+      if (chdir(cwd) < 0) n.value = errno;
+      else { execvp(argv[0], argv); n.value = errno; }
+      if (write(status_pipe[1], &n, sizeof n) < 0) { /* nothing left to tell it with */ }
+      _exit(127);
     }
-    if (mem > 0) { struct rlimit r = { mem, mem }; setrlimit(RLIMIT_AS, &r); }
-    if (nproc > 0) { struct rlimit r = { nproc, nproc }; setrlimit(RLIMIT_NPROC, &r); }
-    int e = 0;
-    if (chdir(cwd) < 0) e = errno;
-    else { execvp(argv[0], argv); e = errno; }
-    if (write(status_pipe[1], &e, sizeof e) < 0) { /* nothing left to tell it with */ }
-    _exit(127);
+    struct note n = { pid < 0 ? NOTE_ERRNO : NOTE_PID, pid < 0 ? errno : (int)pid };
+    if (write(status_pipe[1], &n, sizeof n) < 0) { /* the helper reads it, or is gone */ }
+    if (pid < 0) _exit(127);
+    /* Keep only the control pipe, as fd 0: the helper's stdin/stdout (the worker's pipes), other tasks'
+     * pipes and this task's write ends must not be held open by the anchor. */
+    dup2(ctl[1], 0);
+    if (syscall(SYS_close_range, 1U, ~0U, 0U) < 0) for (int fd = 1; fd < 65536; fd++) close(fd);
+    anchor_loop(pid, self_pid, 0);
   }
   close(out[1]);
   close(err[1]);
   close(status_pipe[1]);
-  if (pid < 0) {
+  close(ctl[1]);
+  if (anchor < 0) {
     say("E %s %d\n", id, (int)(errno));
-    close(out[0]); close(err[0]); close(status_pipe[0]);
+    close(out[0]); close(err[0]); close(status_pipe[0]); close(ctl[0]);
     free(argv); free(f); free(spec);
     return;
   }
+  /* Until EOF: the anchor's NOTE_PID, and NOTE_ERRNO if the exec failed (EOF = the exec closed it). */
+  pid_t pid = 0;
   int child_errno = 0;
-  ssize_t got;
-  do { got = read(status_pipe[0], &child_errno, sizeof child_errno); } while (got < 0 && errno == EINTR);
+  for (;;) {
+    struct note n;
+    ssize_t got = read(status_pipe[0], &n, sizeof n);
+    if (got < 0 && errno == EINTR) continue;
+    if (got != (ssize_t)sizeof n) break;
+    if (n.tag == NOTE_PID) pid = n.value;
+    else child_errno = n.value ? n.value : EINVAL;
+  }
   close(status_pipe[0]);
   memset(slot, 0, sizeof *slot);
   slot->used = 1;
   snprintf(slot->id, ID_MAX, "%s", id);
   slot->pid = pid;
+  slot->anchor = anchor;
   slot->out[0] = out[0];
   slot->out[1] = err[0];
-  if (got == (ssize_t)sizeof child_errno) {
-    /* exec failed: the child exits at once; its exit is reaped but not reported */
+  slot->ctl = ctl[0];
+  if (pid <= 0 || child_errno) {
+    /* exec failed: the task exits at once, then its anchor; only the anchor's reap is awaited */
     close(out[0]); close(err[0]);
     slot->out[0] = slot->out[1] = -1;
-    slot->exited = 1;
-    slot->status = -1;
-    say("E %s %d\n", id, (int)(child_errno));
+    slot->failed = 1;
+    say("E %s %d\n", id, (int)(child_errno ? child_errno : EAGAIN));
   } else {
     say("S %s %d\n", id, (int)pid);
   }
   free(argv); free(f); free(spec);
 }
 
+/* The leader exited with `status` (reported by its anchor, or reaped here if its anchor is gone). */
+static void leader_exited(struct proc *p, int status, int more) {
+  if (p->exited) return;
+  p->exited = 1;
+  p->status = status;
+  if (WIFSIGNALED(status)) say("X %s s %d\n", p->id, WTERMSIG(status));
+  else say("X %s c %d\n", p->id, WEXITSTATUS(status));
+  /* On its own: nobody waits for what it left, which would hold the output pipes. Ending (a K came first):
+   * the rest gets until the worker's K 9, the grace deadline, to finish its SIGTERM handling. */
+  if (!p->ending && more) signal_tree(p, SIGKILL);
+  if (!p->ending) kill_orphans_without_subreaper();
+  /* Nothing left: the anchor is exiting, the tree is gone now (its reap only clears the slot's anchor). */
+  if (!more) { p->gone = 1; p->gone_at = now_ms(); }
+}
+
+static void read_ctl(struct proc *p) {
+  if (p->ctl < 0) return;
+  struct report r;
+  ssize_t got = read(p->ctl, &r, sizeof r);
+  if (got < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  if (got == (ssize_t)sizeof r) {
+    if (!p->failed) leader_exited(p, r.status, r.more);
+    return;
+  }
+  close(p->ctl); /* EOF: the anchor is gone */
+  p->ctl = -1;
+}
+
 static void finish_if_done(struct proc *p, long long now) {
-  if (!p->exited) return;
-  if (p->status == -1) {
-    /* exec failure: reported already; wait for the reap only */
+  if (p->failed) {
+    if (p->anchor == 0) { /* E was written; the anchor is reaped */
+      if (p->ctl >= 0) close(p->ctl);
+      p->used = 0;
+    }
+    return;
+  }
+  if (!p->exited || !p->gone) {
+    if (p->killing && !p->gone && now - p->killed_at >= KILL_TICK_MS) signal_tree(p, SIGKILL);
     return;
   }
   if (p->out[0] >= 0 || p->out[1] >= 0) {
-    if (now - p->exited_at < DRAIN_MS) return;
+    if (now - p->gone_at < DRAIN_MS) return;
     for (int s = 0; s < 2; s++) if (p->out[s] >= 0) { close(p->out[s]); p->out[s] = -1; }
   }
-  if (WIFSIGNALED(p->status)) say("X %s s %d\n", p->id, WTERMSIG(p->status));
-  else say("X %s c %d\n", p->id, WEXITSTATUS(p->status));
+  if (p->ctl >= 0) { close(p->ctl); p->ctl = -1; }
+  say("D %s\n", p->id);
   p->used = 0;
-}
-
-/* Processes that left their task's session (setsid) escape kill(-pgid): once a tracked process has exited,
- * every process whose session is neither the helper's nor a live tracked one is SIGKILLed. Only as PID 1
- * (in a sandbox): on the host, other sessions are not ours. */
-static void kill_strays(void) {
-  if (getpid() != 1) return;
-  pid_t own = getsid(0);
-  DIR *d = opendir("/proc");
-  if (!d) return;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    pid_t pid = (pid_t)atoi(e->d_name);
-    if (pid <= 1) continue;
-    pid_t sid = getsid(pid);
-    if (sid < 0 || sid == own) continue;
-    int live = 0;
-    for (int i = 0; i < MAX_PROCS && !live; i++)
-      if (procs[i].used && !procs[i].exited && procs[i].pid == sid) live = 1;
-    if (!live) kill(pid, SIGKILL);
-  }
-  closedir(d);
 }
 
 static void reap(void) {
@@ -247,16 +472,27 @@ static void reap(void) {
     if (pid <= 0) return;
     for (int i = 0; i < MAX_PROCS; i++) {
       struct proc *p = &procs[i];
-      if (!p->used || p->pid != pid) continue;
-      if (p->exited && p->status == -1) { p->used = 0; break; }
-      if (p->exited) continue; /* a draining slot whose pid was reused: not this one */
-      p->exited = 1;
-      p->status = status;
-      p->exited_at = now_ms();
-      kill(-pid, SIGKILL); /* leftovers of its group */
-      kill_strays();
-      break;
+      if (!p->used) continue;
+      if (p->anchor == pid) {
+        read_ctl(p); /* its report may still be in the pipe */
+        p->anchor = 0;
+        if (p->failed) break;
+        if (p->exited) { if (!p->gone) { p->gone = 1; p->gone_at = now_ms(); } break; }
+        /* Killed before it reported: the task is now our child (we are a subreaper); its tree is untracked. */
+        lost_anchors++;
+        break;
+      }
+      if (p->pid == pid && p->anchor == 0 && !p->exited && !p->failed) {
+        leader_exited(p, status, 0);
+        if (!p->ending) kill(-pid, SIGKILL); /* what is left of its group */
+        p->gone = 1;
+        p->gone_at = now_ms();
+        kill_strays(); /* what it left outside its group, as far as it is orphaned by now */
+        lost_anchors--;
+        break;
+      }
     }
+    kill_strays();
   }
 }
 
@@ -279,7 +515,12 @@ static void handle_line(char *line) {
   if (strcmp(cmd, "K") == 0) {
     struct proc *p = find(id);
     int sig = atoi(arg);
-    if (p && !p->exited && sig > 0) kill(-p->pid, sig);
+    if (!p || sig <= 0 || p->gone || p->failed) return;
+    /* Ending before the anchor's report is read: the worker writes K before it signals the group itself,
+     * so a leader that died of that signal must not count as one that exited on its own. */
+    if (!p->exited) p->ending = 1;
+    read_ctl(p);
+    signal_tree(p, sig);
   }
 }
 
@@ -317,14 +558,19 @@ static void consume_input(char *buf, size_t *used) {
 
 static void shutdown_all(void) {
   for (int i = 0; i < MAX_PROCS; i++)
-    if (procs[i].used && !procs[i].exited) kill(-procs[i].pid, SIGKILL);
-  _exit(0);
+    if (procs[i].used) signal_tree(&procs[i], SIGKILL);
+  _exit(0); /* each anchor SIGKILLs what was forked meanwhile (PDEATHSIG), then exits */
 }
 
 int main(void) {
   /* Not dumpable: tasks (root too, without CAP_SYS_PTRACE) cannot open /proc/1/fd/0 or /proc/1/fd/1 to
    * read other tasks' specs (their env) or forge frames. exec() makes each task dumpable again. */
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  /* On the host: the tree of a task that killed its own anchor comes here rather than to init. gVisor
+   * refuses its anchors (EINVAL): see kill_orphans_without_subreaper. */
+  self_pid = getpid();
+  /* gVisor accepts it from PID 1 but not from the anchors (measured): as PID 1 the sweep stays on. */
+  subreaper_ok = prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 && self_pid != 1;
   signal(SIGPIPE, SIG_IGN);
   if (pipe2(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) < 0) return 2;
   struct sigaction sa;
@@ -338,26 +584,29 @@ int main(void) {
   size_t in_cap = 1 << 16, in_used = 0;
   char *in = malloc(in_cap);
   int stdin_open = 1;
-  struct pollfd *pfds = calloc(2 + 2 * MAX_PROCS, sizeof(struct pollfd));
-  struct proc **owners = calloc(2 + 2 * MAX_PROCS, sizeof(struct proc *));
-  int *streams = calloc(2 + 2 * MAX_PROCS, sizeof(int));
+  struct pollfd *pfds = calloc(2 + 3 * MAX_PROCS, sizeof(struct pollfd));
+  struct proc **owners = calloc(2 + 3 * MAX_PROCS, sizeof(struct proc *));
+  int *streams = calloc(2 + 3 * MAX_PROCS, sizeof(int));
   write_all("READY\n", 6);
 
   for (;;) {
     int n = 0;
-    pfds[n].fd = sigpipe_fds[0]; pfds[n].events = POLLIN; owners[n] = NULL; n++;
+    /* Commands before exits: a K already written counts, even if the leader's exit woke us (see K). */
     if (stdin_open) { pfds[n].fd = 0; pfds[n].events = POLLIN; owners[n] = NULL; streams[n] = -1; n++; }
-    int draining = 0;
+    pfds[n].fd = sigpipe_fds[0]; pfds[n].events = POLLIN; owners[n] = NULL; n++;
+    int timeout = -1;
     for (int i = 0; i < MAX_PROCS; i++) {
       struct proc *p = &procs[i];
       if (!p->used) continue;
-      if (p->exited) draining = 1;
+      if (p->killing && !p->gone) timeout = KILL_TICK_MS;
+      else if (p->gone && timeout < 0) timeout = 100; /* draining */
+      if (p->ctl >= 0) { pfds[n].fd = p->ctl; pfds[n].events = POLLIN; owners[n] = p; streams[n] = 2; n++; }
       for (int s = 0; s < 2; s++) {
         if (p->out[s] < 0) continue;
         pfds[n].fd = p->out[s]; pfds[n].events = POLLIN; owners[n] = p; streams[n] = s; n++;
       }
     }
-    int r = poll(pfds, (nfds_t)n, draining ? 100 : -1);
+    int r = poll(pfds, (nfds_t)n, timeout);
     if (r < 0 && errno != EINTR) return 4;
     for (int i = 0; i < n && r > 0; i++) {
       if (!pfds[i].revents) continue;
@@ -375,6 +624,8 @@ int main(void) {
         }
         in_used += (size_t)got;
         consume_input(in, &in_used);
+      } else if (streams[i] == 2) {
+        if (owners[i]->used && owners[i]->ctl == pfds[i].fd) read_ctl(owners[i]);
       } else if (owners[i]->used && owners[i]->out[streams[i]] == pfds[i].fd) {
         pump_output(owners[i], streams[i]);
       }
