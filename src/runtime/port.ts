@@ -145,7 +145,11 @@ export interface AttemptOutcome {
   resultFileText: string | null;
   /** Its size in bytes (0 when missing): above RESULT_LIMIT_BYTES the caller fails with result_too_large. */
   resultFileBytes: number;
-  /** The last STDOUT_TAIL_BYTES of stdout only (stderr excluded), for SPEC §7's stdout-result fallback. */
+  /**
+   * For SPEC §7's stdout-result fallback, stdout only (stderr excluded): its last STDOUT_TAIL_BYTES, after
+   * the last line of the whole stream that looks like a JSON object when that line is older or longer
+   * (output-capture.ts StdoutCapture), so lines read from the end come in stream order.
+   */
   stdoutTail: string;
   /** From the start of the user process to its exit; 0 when it never started. */
   durationMs: number;

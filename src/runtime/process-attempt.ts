@@ -2,21 +2,27 @@
  * One attempt of the `process` runtime, from `run()` to its outcome:
  *
  *   setup files ─▶ launch (own process group) ─▶ onStart ─▶ … exit ─▶ tree gone ─▶ drain ─▶ read result ─▶ rm
- *        │ cancel: never launches        timeout / cancel: SIGTERM group ─(grace)─▶ SIGKILL group
+ *        │ cancel: never launches        timeout / cancel: SIGTERM tree ─(grace)─▶ SIGKILL tree
  *
- * The fork itself is the launcher's (launcher.ts): by default the spawner process, else inline.
+ * The fork itself is the launcher's (launcher.ts): by default the C helper, whose per-task anchor keeps the
+ * whole tree within reach (`signalTree`, `treeGone`); without it (the spawner, inline) the tree is the group.
  *
  * Invariants:
  * - `outcome` never rejects and settles once, after the attempt folder is removed and the revision is
  *   released (a tree discarded while this attempt ran is deleted by then).
  * - A cancel before the launch means no process ever starts; during it (the spawner's queue), the launch is
- *   withdrawn if the fork has not happened yet. Once started, timeout and cancel both SIGTERM the group and
- *   SIGKILL it at the grace deadline; the first of them decides `timedOut` / `cancelled`.
- * - When the leader exits on its own, whatever it left in its group is SIGKILLed at once: nobody waits for
- *   those processes, and they would hold stdout open. When it exits while terminating, the rest of the
- *   group gets until the grace deadline to finish its SIGTERM handling, then SIGKILL.
- * - stdout/stderr are read until every holder has closed them, but at most `drainMs` after the group is
- *   gone, so a daemon that escaped the group cannot hold the attempt open forever.
+ *   withdrawn if the fork has not happened yet. Once started, timeout and cancel both SIGTERM the tree (the
+ *   group, and through the launcher what left it) and SIGKILL it at the grace deadline; the first of them
+ *   decides `timedOut` / `cancelled`, unless the leader had exited already.
+ * - The leader's exit decides the outcome when it happens: exit code, signal and `durationMs` are taken
+ *   then, and a timeout or cancel after it changes nothing (leftovers holding stdout cannot turn a finished
+ *   task into a timed-out one).
+ * - When the leader exits on its own, whatever it left is SIGKILLed at once (the group here, the rest of
+ *   the tree by the helper): nobody waits for those processes, and they would hold stdout open. When it
+ *   exits while terminating, the rest of the tree gets until the grace deadline to finish its SIGTERM
+ *   handling, then SIGKILL.
+ * - stdout/stderr are read until every holder has closed them, but at most `drainMs` after the tree is
+ *   gone (or its SIGKILL), so nothing can hold the attempt open forever.
  * - If the launcher dies (the spawner process crashed), nothing can report the task's exit or output any
  *   more: its group is SIGKILLed and the outcome is `runner_spawn_failed` with exitCode null. Once the
  *   exit is known, a death during the drain only cuts the output short, like a drain timeout.
@@ -28,7 +34,7 @@ import type { Dirent } from 'node:fs';
 import { attemptPaths, createAttemptFiles, listAttemptDir, readResultFile, removeAttemptFiles } from './attempt-files.js';
 import type { AttemptDirPool } from './attempt-dir-pool.js';
 import type { LaunchedTask, Launcher } from './launcher.js';
-import { TailBuffer } from './output-capture.js';
+import { StdoutCapture } from './output-capture.js';
 import type { AttemptErrorCode, AttemptInput, AttemptOutcome, RunningAttempt } from './port.js';
 import { RESULT_LIMIT_BYTES, STDOUT_TAIL_BYTES } from './port.js';
 import { ProcessGroup } from './process-tree.js';
@@ -109,10 +115,31 @@ export class ProcessAttempt implements RunningAttempt {
   }
 
   private signalTermination(): void {
-    const group = this.group!;
-    group.signal('SIGTERM');
+    this.signalTree('SIGTERM');
     this.killDeadline = performance.now() + this.options.killGraceMs;
-    this.killTimer = setTimeout(() => group.signal('SIGKILL'), this.options.killGraceMs);
+    this.killTimer = setTimeout(() => this.signalTree('SIGKILL'), this.options.killGraceMs);
+  }
+
+  /**
+   * Through the launcher the whole tree, then the group directly (which works when the launcher is dead).
+   * In this order: the helper must see the K before the leader can die of the direct signal, or it would
+   * take that death for an exit on its own and SIGKILL the rest at once instead of granting the grace.
+   */
+  private signalTree(signal: NodeJS.Signals): void {
+    this.task?.signalTree?.(signal);
+    this.group?.signal(signal);
+  }
+
+  /** True once the group, and the whole tree where the launcher knows it, are gone; false at the deadline. */
+  private async treeGone(deadlineMs: number): Promise<boolean> {
+    const tree = this.task?.treeGone;
+    let timer: NodeJS.Timeout | undefined;
+    const [group, rest] = await Promise.all([
+      this.group!.waitGone(deadlineMs),
+      tree ? Promise.race([tree.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(resolve, Math.max(0, deadlineMs - performance.now()), false)))]) : true,
+    ]);
+    clearTimeout(timer);
+    return group && rest;
   }
 
   private async execute(): Promise<AttemptOutcome> {
@@ -148,7 +175,7 @@ export class ProcessAttempt implements RunningAttempt {
   private async supervise(command: string[], env: Record<string, string>, resultPath: string, progressPath: string): Promise<AttemptOutcome> {
     const { input, options } = this;
     const cwd = this.revision.dir;
-    const tail = new TailBuffer(STDOUT_TAIL_BYTES);
+    const tail = new StdoutCapture(STDOUT_TAIL_BYTES, RESULT_LIMIT_BYTES);
     const task = options.launcher.launch({ argv: command, cwd, env }, (chunk, stream) => {
       if (stream === 'stdout') tail.push(chunk);
       safely(input.onOutput, chunk, stream);
@@ -182,9 +209,9 @@ export class ProcessAttempt implements RunningAttempt {
     }
     const { code, signal } = end;
     if (this.reason === null) {
-      this.group.signal('SIGKILL');
-    } else if (!(await this.group.waitGone(this.killDeadline))) {
-      this.group.signal('SIGKILL');
+      this.group.signal('SIGKILL'); // the helper SIGKILLs the rest of the tree itself, at once
+    } else if (!(await this.treeGone(this.killDeadline))) {
+      this.signalTree('SIGKILL');
     }
     if (this.killTimer) clearTimeout(this.killTimer);
     // A plain timer, not an aborted timers/promises sleep: that costs an AbortError with a stack per attempt.

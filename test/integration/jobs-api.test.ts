@@ -75,6 +75,18 @@ describe('jobs API', () => {
     assert.equal(rb.status, 'completed', 'exit 0 without a result still completes');
   });
 
+  it('finds the stdout result behind more than 64 KiB of log, and a result line longer than that', async () => {
+    const script = (code: string) => ({ runner_command: ['python3', '-c', code] });
+    const behind = await job(script("import json; print(json.dumps({'ok': 1})); print('noise line\\n' * 10000)"));
+    const long = await job(script("import json; print('log'); print(json.dumps({'s': 'y' * 70000}))"));
+    const rb = await results(srv.url, acc.member, (await done(behind.id)).id);
+    assert.deepEqual(rb.results[0].result, { ok: 1 });
+    assert.equal(rb.results[0].result_quality, 0.5);
+    const rl = await results(srv.url, acc.member, (await done(long.id)).id);
+    assert.equal(rl.results[0].result?.s?.length, 70_000);
+    assert.deepEqual(rl.results[0].result_warnings, ['result_from_stdout']);
+  });
+
   it('fans out by a payload key, with and without batch_size, results in task order', async () => {
     const plain = await done((await job({ payload: { mode: 'square', xs: [1, 2, 3, 4, 5] }, fan_out: { by: 'xs' } })).id);
     assert.equal(plain.status, 'completed');

@@ -8,8 +8,12 @@
  * Invariants (the port's, kept here for the sandbox):
  * - `outcome` never rejects and settles once, after the attempt folder is removed.
  * - A cancel before the helper started the runner means it never starts.
- * - Timeout and cancel send SIGTERM to the runner's whole process group inside the sandbox, SIGKILL after
- *   the grace period; when the leader exits on its own the helper SIGKILLs what is left of its group.
+ * - Timeout and cancel send SIGTERM to the runner's whole process tree inside the sandbox (the helper's
+ *   per-task anchor keeps descendants that left the group within reach), SIGKILL after the grace period,
+ *   also when the leader exited in between; when the leader exits on its own the helper SIGKILLs the rest
+ *   of its tree at once.
+ * - The leader's exit (the helper's X) decides the outcome and `durationMs`; the attempt ends once the tree
+ *   is gone and its output drained (D), and a timeout or cancel in between changes nothing.
  * - The checkpoint folder is the caller's: its contents are copied in before and back after the attempt
  *   (a copy, so a worker that dies mid-attempt leaves the last good checkpoint where it was).
  * - The task owns its attempt folder inside the sandbox, and gVisor writes its symlinks to the host as real
@@ -22,7 +26,7 @@ import { randomBytes } from 'node:crypto';
 import { cp, lstat, mkdir, realpath, rename, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { attemptPaths, createAttemptFiles, readResultFile, removeAttemptFiles } from '../attempt-files.js';
-import { TailBuffer } from '../output-capture.js';
+import { StdoutCapture } from '../output-capture.js';
 import { DEFAULT_KILL_GRACE_MS, RESULT_LIMIT_BYTES, STDOUT_TAIL_BYTES, type AttemptErrorCode, type AttemptInput, type AttemptOutcome, type RunningAttempt } from '../port.js';
 import { cancelledBeforeStart, failed, invalidRunnerCommand, safely } from '../process-attempt.js';
 import { ProgressFollower } from '../progress-file.js';
@@ -181,18 +185,24 @@ export class OciAttempt implements RunningAttempt {
   private supervise(sandbox: Sandbox, command: string[], env: Record<string, string>, resultPath: string, progressPath: string, attemptDir: string, ioRoot: string): Promise<AttemptOutcome> {
     const { input, options } = this;
     const resources = options.manifest.resources ?? {};
-    const tail = new TailBuffer(STDOUT_TAIL_BYTES);
+    const tail = new StdoutCapture(STDOUT_TAIL_BYTES, RESULT_LIMIT_BYTES);
     return new Promise<AttemptOutcome>((resolve) => {
       let startedAt = 0;
       let timeoutTimer: NodeJS.Timeout | null = null;
       let progress: ProgressFollower | null = null;
-      const finish = async (end: { code: number | null; signal: number | null } | { lost: string }): Promise<void> => {
+      let durationMs: number | null = null;
+      let leaderExit: { code: number | null; signal: number | null } | null = null;
+      const leaderExited = (): void => {
         this.exited = true;
-        const durationMs = startedAt === 0 ? 0 : Math.round(performance.now() - startedAt);
+        durationMs ??= startedAt === 0 ? 0 : Math.round(performance.now() - startedAt);
         if (timeoutTimer) clearTimeout(timeoutTimer);
+        // A kill timer keeps running: after SIGTERM the rest of the tree gets until the grace deadline.
+      };
+      const finish = async (end: { code: number | null; signal: number | null } | { lost: string }): Promise<void> => {
+        leaderExited();
         if (this.killTimer) clearTimeout(this.killTimer);
         await progress?.finish();
-        const common = { timedOut: this.reason === 'timeout', cancelled: this.reason === 'cancel', stdoutTail: tail.text(), durationMs };
+        const common = { timedOut: this.reason === 'timeout', cancelled: this.reason === 'cancel', stdoutTail: tail.text(), durationMs: durationMs! };
         if ('lost' in end) {
           resolve({ ...failed('runner_spawn_failed', `The task was killed: ${end.lost}.`), ...common });
           return;
@@ -226,8 +236,10 @@ export class OciAttempt implements RunningAttempt {
           if (stream === 'stdout') tail.push(chunk);
           safely(input.onOutput, chunk, stream);
         },
+        onLeaderExit: (exit) => { leaderExit = exit; leaderExited(); },
         onExit: (exit) => void finish(exit),
-        onLost: (lost) => void finish({ lost }),
+        // Once the exit is known, a sandbox that dies during the drain only cuts the output short.
+        onLost: (lost) => void finish(leaderExit ?? { lost }),
       });
     });
   }
