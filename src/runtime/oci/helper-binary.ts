@@ -13,6 +13,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const SOURCE = join(dirname(fileURLToPath(import.meta.url)), 'helper', 'computalot-helper.c');
+/** Files the source includes: part of the binary's name, so a change to one builds a new binary. */
+const INCLUDED = [join(dirname(SOURCE), 'proc-tree.h')];
 
 const compiling = new Map<string, Promise<string>>();
 
@@ -27,8 +29,9 @@ function compile(cc: string, source: string, out: string): Promise<void> {
 
 /** The host path of the compiled helper for this source version, compiling it if needed. */
 export async function helperBinary(workDir: string, cc = process.env.CC ?? 'cc'): Promise<string> {
-  const source = await readFile(SOURCE);
-  const hash = createHash('sha256').update(source).digest('hex').slice(0, 16);
+  const hasher = createHash('sha256').update(await readFile(SOURCE));
+  for (const file of INCLUDED) hasher.update(await readFile(file));
+  const hash = hasher.digest('hex').slice(0, 16);
   const out = join(workDir, 'oci', 'bin', `helper-${hash}`);
   let pending = compiling.get(out);
   if (!pending) {
