@@ -101,7 +101,8 @@ export class ProgressFollower {
     // concat copies, so nothing kept here aliases the reused read buffer.
     let data = Buffer.concat([this.carry, chunk]);
     for (let newline = data.indexOf(10); newline !== -1; newline = data.indexOf(10)) {
-      if (!this.dropping) this.emit(data.toString('utf8', 0, newline));
+      // A long line can complete in one chunk after a carry just under the limit: measure the line itself.
+      if (!this.dropping && newline <= MAX_LINE) this.emit(data.toString('utf8', 0, newline));
       this.dropping = false;
       data = data.subarray(newline + 1);
     }
