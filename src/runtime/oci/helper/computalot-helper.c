@@ -127,13 +127,36 @@ static void write_all(const void *buf, size_t len) {
   }
 }
 
+/* What one turn of the loop says goes out in one write at its end (flush_out): a leader's exit and its tree's
+ * end (X, D) usually come in one turn, read together by the worker. Past OUT_FLUSH bytes it goes at once. */
+#define OUT_FLUSH (256 * 1024)
+static char *obuf;
+static size_t olen, ocap;
+
+static void flush_out(void) {
+  if (olen == 0) return;
+  write_all(obuf, olen);
+  olen = 0;
+}
+
+static void emit(const void *buf, size_t len) {
+  if (olen + len > ocap) {
+    ocap = (olen + len) * 2;
+    obuf = realloc(obuf, ocap);
+    if (!obuf) _exit(5);
+  }
+  memcpy(obuf + olen, buf, len);
+  olen += len;
+  if (olen >= OUT_FLUSH) flush_out();
+}
+
 static void say(const char *fmt, ...) {
   char line[ID_MAX + 64];
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
-  write_all(line, (size_t)n);
+  emit(line, (size_t)n);
 }
 
 static void on_sigchld(int sig) {
@@ -441,8 +464,8 @@ static void pump_output(struct proc *p, int s) {
   if (n <= 0) { close(p->out[s]); p->out[s] = -1; return; }
   char head[ID_MAX + 48];
   int h = snprintf(head, sizeof head, "O %s %d %zd\n", p->id, s + 1, n);
-  write_all(head, (size_t)h);
-  write_all(buf, (size_t)n);
+  emit(head, (size_t)h);
+  emit(buf, (size_t)n);
 }
 
 static void handle_line(char *line) {
@@ -495,6 +518,7 @@ static void consume_input(char *buf, size_t *used) {
 }
 
 static void shutdown_all(void) {
+  flush_out();
   for (int i = 0; i < MAX_PROCS; i++)
     if (procs[i].used) signal_tree(&procs[i], SIGKILL);
   _exit(0); /* each anchor SIGKILLs what was forked meanwhile (PDEATHSIG), then exits */
@@ -571,5 +595,6 @@ int main(void) {
     reap();
     long long now = now_ms();
     for (int i = 0; i < MAX_PROCS; i++) if (procs[i].used) finish_if_done(&procs[i], now);
+    flush_out();
   }
 }
