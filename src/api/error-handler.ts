@@ -93,6 +93,6 @@ export function installErrorHandling(app: FastifyInstance, bodyLimit: number): v
 
 /** The 422 for a body nested deeper than MAX_JSON_DEPTH (KV values get the same). */
 export function tooDeep(path: string): AppError {
-  const problem = { path, message: `is nested more than ${MAX_JSON_DEPTH} levels deep; flatten the structure or send it as a JSON string` };
-  return new AppError('validation_failed', { summary: `${problem.path} ${problem.message}` }, { problems: [problem] });
+  const problems = [{ path, message: `is nested more than ${MAX_JSON_DEPTH} levels deep; flatten the structure or send it as a JSON string` }];
+  return new AppError('validation_failed', { summary: summary(problems) }, { problems });
 }
