@@ -17,6 +17,8 @@ export interface Config {
   heartbeatMs: number;
   leaseSeconds: number;
   runtime: 'auto' | 'oci' | 'process';
+  /** The process runtime puts each task in a cgroup of its own where it can (`auto`), or never (`off`). */
+  taskCgroups: 'auto' | 'off';
   adminToken: string | null;
   allowRunc: boolean;
   maxPushBytes: number;
@@ -72,6 +74,7 @@ export function loadConfig(env: Env = process.env): Config {
     // Three heartbeats per lease (SPEC §8: 30 s leases, 10 s heartbeats), however the lease is set.
     heartbeatMs: int(env, 'COMPUTALOT_HEARTBEAT_MS', Math.min(10_000, Math.floor((int(env, 'COMPUTALOT_LEASE_S', 30, 1) * 1000) / 3)), 100),
     runtime: oneOf(env, 'COMPUTALOT_RUNTIME', ['auto', 'oci', 'process'] as const, 'auto'),
+    taskCgroups: oneOf(env, 'COMPUTALOT_TASK_CGROUPS', ['auto', 'off'] as const, 'auto'),
     adminToken: env.COMPUTALOT_ADMIN_TOKEN || null,
     allowRunc: env.COMPUTALOT_ALLOW_RUNC === '1',
     maxPushBytes: int(env, 'COMPUTALOT_MAX_PUSH_BYTES', 512 * MiB, 1),

@@ -62,6 +62,7 @@ export async function startServer(config: Config, opts: { logger?: boolean | obj
         })
         : new ProcessRuntime({
           helperDir: join(config.dataDir, 'work'),
+          taskCgroups: config.taskCgroups === 'auto',
           onFallback: (why) => app.log.warn(`tasks are forked by the Node spawner process instead of the helper: ${why}`),
         }),
       heartbeatMs: config.heartbeatMs,

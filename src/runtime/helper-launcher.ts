@@ -7,9 +7,10 @@
  * Invariants (the Launcher's, launcher.ts):
  * - The helper starts on the first `launch`, with an empty environment (the server's env holds secrets;
  *   every task gets exactly its spec's env), and again on the first `launch` after it died.
- * - A task leads its own session and group (setsid in the helper); stdin is /dev/null. Its parent is its
- *   anchor, a per-task subreaper forked by the helper: every descendant stays within reach (see the helper's
- *   header), so this launcher offers `signalTree` and `treeGone`.
+ * - A task leads its own session and group (setsid in the helper); stdin is /dev/null. It runs in a cgroup
+ *   of its own where the host lets the helper make one (`cgroups`, default on), else under an anchor, a
+ *   per-task subreaper forked by the helper: either way every descendant stays within reach (see the
+ *   helper's header), so this launcher offers `signalTree` and `treeGone`.
  * - `started` settles once; `exited` settles when the helper reports the leader's exit (X, at once), so
  *   leftovers holding stdout can neither delay nor change the outcome; `drained` and `treeGone` settle
  *   together when the helper reports the tree gone and its output drained (D); a helper death settles
@@ -35,12 +36,19 @@ export class HelperLauncher implements Launcher {
   /** Task ids on the channel: unique per helper process, which is all the protocol needs. */
   private sequence = 0;
 
-  /** `binDir`: a work dir the compiled helper may live under (`<binDir>/oci/bin/`). */
-  constructor(private readonly binDir: string, private readonly onFallback: (why: string) => void = () => undefined) {}
+  /**
+   * `binDir`: a work dir the compiled helper may live under (`<binDir>/oci/bin/`). `cgroups`: let the helper
+   * put each task in a cgroup of its own when it can (COMPUTALOT_TASK_CGROUPS).
+   */
+  constructor(
+    private readonly binDir: string,
+    private readonly onFallback: (why: string) => void = () => undefined,
+    private readonly cgroups = true,
+  ) {}
 
   private ensure(): Promise<HelperChannel> {
     if (!this.channel) {
-      const pending = helperBinary(this.binDir).then((bin) => HelperChannel.start(bin, [], {}));
+      const pending = helperBinary(this.binDir).then((bin) => HelperChannel.start(bin, this.cgroups ? ['--cgroups'] : [], {}));
       this.channel = pending;
       pending.then((channel) => {
         this.current = channel;
@@ -115,6 +123,11 @@ export class HelperLauncher implements Launcher {
       release: () => { released = true; delegate?.release(); },
       signalTree: (signal) => signalTree(signal),
     };
+  }
+
+  /** How the running helper keeps task trees (`cgroup` or `anchor`), once it runs. */
+  get treeMode(): 'cgroup' | 'anchor' | undefined {
+    return this.current?.alive ? this.current.treeMode : undefined;
   }
 
   /** The running helper's pid, if any (tests check that it ends with its server). */

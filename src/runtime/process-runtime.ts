@@ -62,6 +62,8 @@ export interface ProcessRuntimeOptions {
   helperDir?: string;
   /** Called once if the helper cannot be built and the Node spawner takes over. */
   onFallback?: (why: string) => void;
+  /** A cgroup per task where the host allows it (default true); false keeps the anchor (helper-launcher.ts). */
+  taskCgroups?: boolean;
 }
 
 /** What the manifest asks for that this runtime does not do, as sentences for status. */
@@ -104,7 +106,7 @@ export class ProcessRuntime implements Runtime {
     this.revisions = new RevisionCache(options.unpack);
     this.launcher = options.spawner === 'inline' ? new InlineLauncher()
       : options.spawner === 'process' ? new SpawnerLauncher()
-        : new HelperLauncher(options.helperDir ?? join(tmpdir(), 'computalot-helper'), options.onFallback);
+        : new HelperLauncher(options.helperDir ?? join(tmpdir(), 'computalot-helper'), options.onFallback, options.taskCgroups ?? true);
     this.attemptOptions = {
       killGraceMs: options.killGraceMs ?? DEFAULT_KILL_GRACE_MS,
       drainMs: options.drainMs ?? 1_000,

@@ -4,13 +4,14 @@
  * podman and gVisor.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { helperBinary } from '../../src/runtime/oci/helper-binary.js';
 import { encodeSpec, HelperChannel, type ProcessHandlers } from '../../src/runtime/oci/helper-channel.js';
-import { alive } from '../helpers/processes.js';
+import { alive, cgroupSkip } from '../helpers/processes.js';
 
 interface Ran {
   started: number | null;
@@ -27,14 +28,24 @@ interface Ran {
 /** A shell that leaves its session and is orphaned (setsid in a child that exits), printing its pid. */
 const ESCAPE = 'python3 -c \'import os\nif os.fork() == 0:\n  os.setsid()\n  if os.fork() == 0: os.execvp("sh", ["sh", "-c", "echo pid $$; exec sleep 1003"])\n  os._exit(0)\nos.wait()\'';
 
-describe('the sandbox helper and its channel', () => {
+/** The helper's cgroup folders (task-cgroup.h): `<cgroup2 mount><its own cgroup>/computalot-helper-<pid>`. */
+function helperCgroup(pid: number): string {
+  const mount = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((line) => line.includes(' - cgroup2 '))!.split(' ')[4]!;
+  const own = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((line) => line.startsWith('0::'))!.slice(3);
+  return join(mount, own, `computalot-helper-${pid}`);
+}
+
+// Both ways of keeping a task's tree: an anchor per task (sandboxes; the default without --cgroups) and a
+// cgroup per task (--cgroups: the process runtime on a host with a writable cgroup2).
+for (const mode of ['anchor', 'cgroup'] as const) describe(`the sandbox helper and its channel (${mode} per task)`, { skip: mode === 'cgroup' && cgroupSkip() }, () => {
   let dir: string;
+  let bin: string;
   let channel: HelperChannel;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'computalot-helper-'));
-    const bin = await helperBinary(dir);
-    channel = await HelperChannel.start(bin, []);
+    bin = await helperBinary(dir);
+    channel = await HelperChannel.start(bin, mode === 'cgroup' ? ['--cgroups'] : []);
   });
   after(async () => {
     channel?.close();
@@ -63,6 +74,21 @@ describe('the sandbox helper and its channel', () => {
       channel.run(id, path, handlers);
     });
   }
+
+  it(`says on READY that it keeps trees with ${mode === 'cgroup' ? 'a cgroup' : 'an anchor'} per task`, () => {
+    assert.equal(channel.treeMode, mode);
+  });
+
+  it('searches the task\'s own PATH for its program, and a task\'s env never reaches the next task', async () => {
+    const tools = join(dir, 'tools');
+    await mkdir(tools);
+    await writeFile(join(tools, 'my-tool'), '#!/bin/sh\necho "tool $SECRET_X"\n', { mode: 0o755 });
+    const found = await start('p1', await spec(['my-tool'], { env: { PATH: `${tools}:/usr/bin:/bin`, SECRET_X: 'one' } }));
+    assert.equal(found.stdout, 'tool one\n', JSON.stringify({ errno: found.errno, stderr: found.stderr }));
+    // The task's side of the fork shares the helper's memory until its exec: nothing of its env may stay.
+    const next = await start('p2', await spec(['sh', '-c', 'echo "[$SECRET_X]"; command -v my-tool || echo none']));
+    assert.equal(next.stdout, '[]\nnone\n');
+  });
 
   it('runs a command in its cwd with the env overlay; output on both streams comes before the exit', async () => {
     const ran = await start('a1', await spec(['sh', '-c', 'echo "out $FOO $(pwd)"; echo err >&2; exit 3'], { cwd: '/tmp', env: { FOO: 'bar' } }));
@@ -164,5 +190,36 @@ describe('the sandbox helper and its channel', () => {
       assert.equal(ran.stdout, `${i}\n`);
       assert.equal(ran.exit?.code, i % 4);
     });
+  });
+
+  if (mode === 'cgroup') it('removes its cgroup folders when it exits; a helper that died leaves its tree to the next helper, which ends it', async () => {
+    const first = await HelperChannel.start(bin, ['--cgroups']);
+    const folder = helperCgroup(first.pid!);
+    assert.equal(existsSync(folder), true);
+    // A daemon that left its task's session, then the helper SIGKILLed: nothing can end the daemon but the
+    // cgroup it still sits in.
+    const escaped = await new Promise<number>((resolve) => {
+      let out = '';
+      first.run('d1', encodeSpec({ argv: ['sh', '-c', `${ESCAPE}; sleep 100`], cwd: dir, env: {} }), {
+        onStart: () => undefined, onError: () => resolve(0), onExit: () => undefined, onLost: () => undefined,
+        onOutput: (chunk) => { out += chunk.toString(); const m = /pid (\d+)/.exec(out); if (m) resolve(Number(m[1])); },
+      });
+    });
+    assert.ok(escaped > 0);
+    first.destroy();
+    await first.ended;
+    assert.equal(alive(escaped), true, 'the escaped daemon outlived the SIGKILLed helper');
+    const second = await HelperChannel.start(bin, ['--cgroups']);
+    const secondFolder = helperCgroup(second.pid!);
+    try {
+      for (const until = Date.now() + 2_000; alive(escaped) && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(alive(escaped), false, 'the next helper ended what the dead one left');
+      assert.equal(existsSync(folder), false, 'and removed its folder');
+    } finally {
+      if (alive(escaped)) process.kill(escaped, 'SIGKILL');
+      second.close();
+      await second.ended;
+    }
+    assert.equal(existsSync(secondFolder), false, 'a helper that exits removes its own folder');
   });
 });

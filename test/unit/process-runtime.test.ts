@@ -19,7 +19,8 @@ import type { AttemptInput, AttemptOutcome, Prepared, Progress } from '../../src
 import { RESULT_LIMIT_BYTES, RuntimeError } from '../../src/runtime/port.js';
 import { ProcessRuntime } from '../../src/runtime/process-runtime.js';
 import { cleanupArchives, gnuTar, makeTree, toolSkip } from '../helpers/archives.js';
-import { alive } from '../helpers/processes.js';
+import { alive, cgroupSkip } from '../helpers/processes.js';
+import type { HelperLauncher } from '../../src/runtime/helper-launcher.js';
 
 const skip = toolSkip('tar', 'python3');
 
@@ -111,7 +112,7 @@ interface Run {
   started: boolean;
 }
 
-function start(overrides: Partial<AttemptInput> & { runnerCommand: string[] }, rt = runtime) {
+function startOn(overrides: Partial<AttemptInput> & { runnerCommand: string[] }, rt = runtime) {
   const seen: Omit<Run, 'outcome'> = { output: [], progress: [], started: false };
   const attempt = rt.run({
     prepared, payload: { n: 1 }, env: {}, timeoutS: 60, checkpointDir: null,
@@ -149,6 +150,7 @@ async function leftovers(): Promise<string[]> {
   return left;
 }
 
+const start = startOn;
 const text = (run: Pick<Run, 'output'>) => run.output.map(([, chunk]) => chunk).join('');
 const pidsIn = (out: string) => [...out.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
 
@@ -289,7 +291,24 @@ describe('process runtime: runner protocol', { skip }, () => {
   });
 });
 
-describe('process runtime: timeout, cancel and the process tree', { skip }, () => {
+// Both ways the helper keeps a tree: a cgroup per task (the default where the host allows it) and an anchor
+// process per task (sandboxes, hosts without a writable cgroup2, COMPUTALOT_TASK_CGROUPS=off).
+for (const mode of ['cgroup', 'anchor'] as const) describe(`process runtime (${mode} per task): timeout, cancel and the process tree`, { skip: skip || (mode === 'cgroup' && cgroupSkip()) }, () => {
+  let rt: ProcessRuntime;
+  let own: Prepared;
+  before(async () => {
+    rt = new ProcessRuntime({ killGraceMs: 300, drainMs: 300, progressPollMs: 20, taskCgroups: mode === 'cgroup' });
+    own = await rt.prepare(prepareInput(hashOf('main'), join(scratch, `tree-${mode}`)));
+  });
+  after(() => rt?.close());
+  const start = (overrides: Partial<AttemptInput> & { runnerCommand: string[] }) => startOn({ prepared: own, ...overrides }, rt);
+
+  it(`the helper keeps trees with ${mode === 'cgroup' ? 'a cgroup' : 'an anchor'} per task`, async () => {
+    const run = await start({ runnerCommand: ['true'] }).done();
+    assert.equal(run.outcome.exitCode, 0);
+    assert.equal((rt.launcher as HelperLauncher).treeMode, mode);
+  });
+
   it('a timeout SIGTERMs the whole process group: leader and both background children are gone', async () => {
     const run = await start({ runnerCommand: ['sh', 'tree.sh'], timeoutS: 0.5 }).done();
     assert.equal(run.outcome.timedOut, true);
@@ -318,7 +337,7 @@ describe('process runtime: timeout, cancel and the process tree', { skip }, () =
   });
 
   it('a cancel before the launch means the process never starts', async () => {
-    const marker = join(scratch, 'never-started');
+    const marker = join(scratch, `never-started-${mode}`);
     // A payload over 64 KiB is written asynchronously: the cancel lands while the attempt is being set up.
     // (A small one is written and launched within run() itself, so the helper gets the task at once; a
     // cancel after that terminates the started process instead.)
@@ -376,12 +395,12 @@ describe('process runtime: timeout, cancel and the process tree', { skip }, () =
   });
 
   it('cancel: a child that handles SIGTERM gets the grace to clean up after the leader died', async () => {
-    const marker = join(scratch, 'cleaned');
-    const graceful = new ProcessRuntime({ killGraceMs: 10_000, drainMs: 300, progressPollMs: 20 });
+    const marker = join(scratch, `cleaned-${mode}`);
+    const graceful = new ProcessRuntime({ killGraceMs: 10_000, drainMs: 300, progressPollMs: 20, taskCgroups: mode === 'cgroup' });
     try {
-      const own = await graceful.prepare(prepareInput(hashOf('graceful'), join(scratch, 'graceful')));
-      const run = start({
-        prepared: own,
+      const ownGraceful = await graceful.prepare(prepareInput(hashOf('graceful'), join(scratch, `graceful-${mode}`)));
+      const run = startOn({
+        prepared: ownGraceful,
         runnerCommand: ['sh', 'cleanup.sh'],
         env: { MARKER: marker },
         onOutput: (chunk, stream) => {

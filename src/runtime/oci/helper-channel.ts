@@ -56,6 +56,7 @@ export class HelperChannel {
   private stderrTail = '';
   private dead: string | null = null;
   private closing = false;
+  private mode: 'cgroup' | 'anchor' = 'anchor';
   private broken = false;
   readonly ready: Promise<void>;
   /** Settles when podman exits, with the reason. */
@@ -112,6 +113,14 @@ export class HelperChannel {
   /** The pid of the process this channel started (podman, or the helper itself on the host). */
   get pid(): number | undefined {
     return this.child.pid;
+  }
+
+  /**
+   * How the helper keeps each task's process tree: a cgroup per task (host, `--cgroups`, where cgroup2 is
+   * writable) or an anchor process per task (sandboxes, and hosts without that). Known once ready.
+   */
+  get treeMode(): 'cgroup' | 'anchor' {
+    return this.mode;
   }
 
   get alive(): boolean {
@@ -200,6 +209,7 @@ export class HelperChannel {
       const handlers = this.procs.get(id);
       switch (kind) {
         case 'READY':
+          if (id === 'cgroup') this.mode = 'cgroup';
           onReady();
           break;
         case 'O': {

@@ -22,31 +22,29 @@
  *                        outcome. O frames of <id> may still follow.
  *   D <id>               the whole tree is gone and its output drained: every O of <id> came before. Final.
  *
- * The anchor: every process is started through a per-task intermediary, a fork of the helper that makes
- * itself a child subreaper (PR_SET_CHILD_SUBREAPER) and forks the task. Whatever the task's descendants do
- * (setsid, setpgid, double fork), an orphan is reparented to the anchor, never beyond it, so "the task's
- * tree" is exactly "the anchor's descendants" and "the tree is gone" is "the anchor has no child left" (it
- * then exits, and its reap is the signal). The alternatives were weaker: COMPUTALOT_TASK_ID in
- * /proc/<pid>/environ is lost by anything started with a fresh env (`env -i`, subprocess env=, sudo) and
- * only exists for tasks, not for services or validation commands; one subreaper (the helper) for all tasks
- * cannot tell whose an orphan is once several run. The anchor costs one fork of this small static process
- * per task (bench/spawn.ts measures it; see docs/decisions.md) and adds no syscall to the leader itself.
- * gVisor refuses PR_SET_CHILD_SUBREAPER to the anchors (EINVAL, measured with runsc here): in a sandbox an
- * orphan goes to PID 1, this helper, and the anchor still reaches every descendant that is not orphaned;
- * as PID 1 the helper SIGKILLs what left its task's session whenever a leader exits on its own
- * (kill_orphans_without_subreaper).
+ * Trees: every task's whole process tree stays within reach, whatever its descendants do (setsid, double
+ * fork). Where the host allows it (`--cgroups`, the process runtime on a host with a writable cgroup2),
+ * each task runs in a cgroup of its own (task-cgroup.h): the leader is this helper's vfork child, moved
+ * into its cgroup before its exec; "the tree" is the cgroup, "gone" is its `populated 0`, and SIGKILL is
+ * its `cgroup.kill`. Elsewhere (always in a gVisor sandbox) each task has an anchor, a per-task subreaper
+ * forked by the helper (anchor.h), which costs a fork and two wake-ups per task. The mode is on the
+ * READY line.
  *
  * Invariants:
- * - Each task leads its own session and group; its anchor sits between it and the helper (its parent).
+ * - Each task leads its own session and group; its parent is its anchor, or the helper in cgroup mode.
  * - When a leader exits on its own (no K came before), the rest of its tree is SIGKILLed at once and again
- *   every KILL_TICK_MS until the anchor has no child left; X is written at once, D once the tree is gone and
- *   the pipes reached EOF (or DRAIN_MS after the tree went, if something outside it holds them).
- * - K signals the leader's group while the leader runs and every descendant of the anchor (a /proc scan,
- *   which works under gVisor, whose /proc has no `children` files); K 9 repeats until the tree is gone.
- * - An anchor's tree is SIGKILLed when the helper goes: on EOF of stdin by the helper (then it exits), and by
- *   the anchor itself if the helper dies (PR_SET_PDEATHSIG).
- * - The helper is a subreaper too (and PID 1 in a sandbox), so it reaps every orphan; a task that kills its
- *   own anchor is reaped by the helper directly (its exit is still reported) and what it left outside its
+ *   every KILL_TICK_MS until it is gone (the anchor has no child left; the cgroup is empty); X is written at
+ *   once, D once the tree is gone and the pipes reached EOF (or DRAIN_MS after the tree went, if something
+ *   outside it holds them).
+ * - K signals the leader's group while the leader runs and every process of its cgroup, or every
+ *   descendant of the anchor (a /proc scan, which works under gVisor, whose /proc has no `children`
+ *   files); K 9 repeats until the tree is gone.
+ * - A tree is SIGKILLed when the helper goes: on EOF of stdin by the helper (then it exits); if the helper
+ *   dies, an anchor SIGKILLs its tree (PR_SET_PDEATHSIG), and in cgroup mode the leader gets SIGKILL
+ *   (PR_SET_PDEATHSIG) and the next helper's start SIGKILLs what is left in the dead helper's cgroups.
+ * - The helper is a subreaper too (and PID 1 in a sandbox), so it reaps every orphan (in cgroup mode the
+ *   orphans of every task come here, and the cgroup says whose they are); a task that kills its own
+ *   anchor is reaped by the helper directly (its exit is still reported) and what it left outside its
  *   group is SIGKILLed as a stray (a direct child of the helper that is no task's leader or anchor).
  * - The helper is not dumpable, so tasks cannot reach its stdin or stdout through /proc/1/fd.
  * - Limits are per process tree: RLIMIT_AS for memory and RLIMIT_NPROC for processes (gVisor enforces both;
@@ -84,7 +82,8 @@ struct proc {
   int used;
   char id[ID_MAX];
   pid_t pid;     /* the task (leader of its session and group) */
-  pid_t anchor;  /* its subreaper; 0 once reaped, or lost (killed before it reported the leader's exit) */
+  pid_t anchor;  /* its subreaper; 0 once reaped, or lost (killed before it reported the leader's exit), or none */
+  int cg;        /* its cgroup (task-cgroup.h) instead of an anchor; -1 if none */
   int out[2];    /* read ends of stdout, stderr; -1 once at EOF */
   int ctl;       /* read end of the anchor's report (the leader's wait status); -1 once closed */
   int failed;    /* the exec failed: E was written, only the anchor's reap is awaited */
@@ -183,85 +182,76 @@ static struct proc *find(const char *id) {
 }
 
 #include "proc-tree.h"
+#include "task-cgroup.h"
+
+/* What a task is started with, parsed from its I frame. */
+struct task_spec {
+  char *cwd;
+  unsigned long long mem, nproc; /* RLIMIT_AS bytes, RLIMIT_NPROC; 0 = none */
+  char **argv;
+  char **env;                    /* complete: task_env */
+};
+
+/* The task's side of its vfork, up to the exec: into cgroup cg (if >= 0), its own session and group, stdio
+ * on the pipes, its env and limits. Why it could not exec goes to status_w as NOTE_ERRNO; a successful exec
+ * closes status_w (O_CLOEXEC). Shares the forker's memory until then: it only assigns `environ`. */
+static void exec_task(const struct task_spec *t, int out_w, int err_w, int status_w, int cg) {
+  struct note n = { NOTE_ERRNO, 0 };
+  if (cg >= 0) {
+    n.value = cg_enter(cg);
+    /* No anchor here to end the tree if the helper dies: the leader goes with it (the rest of the tree
+     * stays in the cgroup, for the next helper's sweep). */
+    if (n.value == 0) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  }
+  if (n.value == 0) {
+    setsid();
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    dup2(out_w, 1);
+    dup2(err_w, 2);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) { dup2(devnull, 0); close(devnull); }
+    if (t->mem > 0) { struct rlimit r = { t->mem, t->mem }; setrlimit(RLIMIT_AS, &r); }
+    if (t->nproc > 0) { struct rlimit r = { t->nproc, t->nproc }; setrlimit(RLIMIT_NPROC, &r); }
+    /* execvp searches the PATH of `environ`: the task's, as its own shell would. */
+    environ = t->env;
+    if (chdir(t->cwd) < 0) n.value = errno;
+    else { execvp(t->argv[0], t->argv); n.value = errno; }
+  }
+  if (write(status_w, &n, sizeof n) < 0) { /* nothing left to tell it with */ }
+  _exit(127);
+}
+
+#include "anchor.h"
 
 /* The whole tree of p: the leader's group while the leader runs (one atomic kill for most of the tree; once
- * the leader is reaped its pid could name another group), then the anchor's descendants. */
+ * the leader is reaped its pid could name another group), then its cgroup or the anchor's descendants. */
 static void signal_tree(struct proc *p, int sig) {
   if (p->gone || p->failed) return;
   if (!p->exited) kill(-p->pid, sig);
-  if (p->anchor > 0) signal_descendants(p->anchor, sig);
+  if (p->cg >= 0) cg_signal(p->cg, sig);
+  else if (p->anchor > 0) signal_descendants(p->anchor, sig);
   if (sig == SIGKILL) { p->killing = 1; p->killed_at = now_ms(); }
 }
 
-/* A direct child of the helper that is neither a task nor an anchor: what a task whose anchor it killed
- * left behind. Only looked for while such a task exists or existed. */
-static void kill_strays(void) {
-  if (lost_anchors == 0) return;
-  scan_procs();
-  for (size_t i = 0; i < table_len; i++) {
-    if (table[i].ppid != self_pid) continue;
-    int tracked = 0;
-    for (int k = 0; k < MAX_PROCS && !tracked; k++)
-      tracked = procs[k].used && (procs[k].pid == table[i].pid || procs[k].anchor == table[i].pid);
-    if (!tracked) kill(table[i].pid, SIGKILL);
+/* The task's environment: the helper's own (in a sandbox, the image's) with the spec's NAME=value over it.
+ * Built before the fork: the task's side of a vfork must not allocate or setenv in the helper's memory. */
+static char **task_env(char **spec_env, long n) {
+  size_t own = 0;
+  while (environ[own]) own++;
+  char **env = calloc(own + (size_t)n + 1, sizeof(char *));
+  size_t k = 0;
+  for (size_t i = 0; i < own; i++) {
+    size_t name_len = strcspn(environ[i], "=");
+    int replaced = 0;
+    for (long j = 0; j < n && !replaced; j++)
+      replaced = strncmp(spec_env[j], environ[i], name_len) == 0 && spec_env[j][name_len] == '=';
+    if (!replaced) env[k++] = environ[i];
   }
-}
-
-/* Without subreapers (gVisor), an orphan is reparented to PID 1 and no anchor can say whose it is: as PID
- * 1, when a leader exits on its own, every process whose session is neither ours nor that of a tree still
- * alive is SIGKILLed (daemons that called setsid to escape). Other tasks' escaped daemons go with it, and
- * a SIGTERMed tree's escaped daemons do not get their grace: the sandbox's limit, not the host's. */
-static void kill_orphans_without_subreaper(void) {
-  if (subreaper_ok || self_pid != 1) return;
-  pid_t own = getsid(0);
-  scan_procs();
-  for (size_t i = 0; i < table_len; i++) {
-    pid_t sid = getsid(table[i].pid);
-    if (table[i].pid <= 1 || sid < 0 || sid == own) continue;
-    int live = 0;
-    /* A tree whose leader exited on its own is not alive any more, whatever is left of it. */
-    for (int k = 0; k < MAX_PROCS && !live; k++)
-      live = procs[k].used && !procs[k].gone && (!procs[k].exited || procs[k].ending) && procs[k].pid == sid;
-    if (!live) kill(table[i].pid, SIGKILL);
-  }
-}
-
-static void on_pdeath(int sig) { (void)sig; }
-
-/* The anchor's life after forking the task: reap every descendant that ends (they are all reparented here),
- * report the leader's wait status, exit once no child is left. If the helper dies first, SIGKILL the tree
- * (nobody could report it any more). Never returns. */
-static void anchor_loop(pid_t task, pid_t helper, int ctl) {
-  int orphaned = 0;
-  signal(SIGINT, SIG_IGN); /* a terminal's ^C to the server's group is not the task's end */
-  signal(SIGQUIT, SIG_IGN);
-  signal(SIGTERM, SIG_IGN);
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_pdeath; /* no SA_RESTART: the blocking waitpid below returns EINTR */
-  sigaction(SIGHUP, &sa, NULL);
-  prctl(PR_SET_PDEATHSIG, SIGHUP, 0, 0, 0);
-  if (getppid() != helper) orphaned = 1;
-  for (;;) {
-    if (orphaned) signal_descendants(getpid(), SIGKILL);
-    int status;
-    pid_t pid = waitpid(-1, &status, orphaned ? WNOHANG : 0);
-    if (pid < 0 && errno == ECHILD) _exit(0);
-    if (pid < 0) { if (getppid() != helper) orphaned = 1; continue; }
-    if (pid == 0) { usleep(KILL_TICK_MS * 1000); continue; }
-    if (pid != task) continue;
-    /* Are descendants left? Reap what already ended; ECHILD means none, 0 means some still run. */
-    struct report r = { status, 1 };
-    for (;;) {
-      pid_t more = waitpid(-1, &status, WNOHANG);
-      if (more > 0) continue;
-      if (more < 0 && errno == EINTR) continue;
-      if (more < 0) r.more = 0;
-      break;
-    }
-    if (write(ctl, &r, sizeof r) < 0) { /* the helper is gone: PDEATHSIG handles the rest */ }
-    if (!r.more) _exit(0);
-  }
+  for (long j = 0; j < n; j++) if (strchr(spec_env[j], '=')) env[k++] = spec_env[j];
+  return env;
 }
 
 /* Takes ownership of spec (malloc'd, len bytes). */
@@ -278,77 +268,33 @@ static void start(const char *id, char *spec, size_t len) {
   if (nf < 5 || argc < 1 || (size_t)(4 + argc) >= nf) { free(f); free(spec); say("E %s %d\n", id, (int)(EINVAL)); return; }
   long envc = strtol(f[4 + argc], NULL, 10);
   if (envc < 0 || (size_t)(5 + argc + envc) > nf) { free(f); free(spec); say("E %s %d\n", id, (int)(EINVAL)); return; }
-  char *cwd = f[0];
-  unsigned long long mem = strtoull(f[1], NULL, 10);
-  unsigned long long nproc = strtoull(f[2], NULL, 10);
-  char **argv = calloc((size_t)argc + 1, sizeof(char *));
-  for (long i = 0; i < argc; i++) argv[i] = f[4 + i];
+  struct task_spec t = { f[0], strtoull(f[1], NULL, 10), strtoull(f[2], NULL, 10), calloc((size_t)argc + 1, sizeof(char *)), NULL };
+  for (long i = 0; i < argc; i++) t.argv[i] = f[4 + i];
+  t.env = task_env(f + 5 + argc, envc);
 
+  int cg = cg_root >= 0 ? cg_take() : -1;
   int out[2] = { -1, -1 }, err[2] = { -1, -1 }, status_pipe[2] = { -1, -1 }, ctl[2] = { -1, -1 };
-  if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(status_pipe, O_CLOEXEC) < 0
-      || pipe2(ctl, O_CLOEXEC | O_NONBLOCK) < 0) {
-    say("E %s %d\n", id, (int)(errno));
-    int fds[] = { out[0], out[1], err[0], err[1], status_pipe[0], status_pipe[1], ctl[0], ctl[1] };
-    for (int i = 0; i < 8; i++) if (fds[i] >= 0) close(fds[i]);
-    free(argv); free(f); free(spec);
-    return;
-  }
-  pid_t anchor = fork();
-  if (anchor == 0) {
-    signal(SIGCHLD, SIG_DFL); /* the helper's handler writes to the helper's wake-up pipe */
-    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    /* vfork: the task runs at once on this CPU, with no page tables to copy, until its exec; the anchor
-     * resumes then. What the task changes before its exec (setenv) lands in the anchor's copy of the
-     * helper's memory, which nothing reads afterwards. */
-    pid_t pid = vfork();
-    if (pid == 0) {
-      setsid();
-      sigset_t none;
-      sigemptyset(&none);
-      sigprocmask(SIG_SETMASK, &none, NULL);
-      signal(SIGPIPE, SIG_DFL);
-      dup2(out[1], 1);
-      dup2(err[1], 2);
-      int devnull = open("/dev/null", O_RDONLY);
-      if (devnull >= 0) { dup2(devnull, 0); close(devnull); }
-      for (long i = 0; i < envc; i++) {
-        char *kv = f[5 + argc + i];
-        char *eq = strchr(kv, '=');
-        if (!eq) continue;
-        *eq = 0;
-        setenv(kv, eq + 1, 1);
-      }
-      if (mem > 0) { struct rlimit r = { mem, mem }; setrlimit(RLIMIT_AS, &r); }
-      if (nproc > 0) { struct rlimit r = { nproc, nproc }; setrlimit(RLIMIT_NPROC, &r); }
-      struct note n = { NOTE_ERRNO, 0 };
-      if (chdir(cwd) < 0) n.value = errno;
-      else { execvp(argv[0], argv); n.value = errno; }
-      if (write(status_pipe[1], &n, sizeof n) < 0) { /* nothing left to tell it with */ }
-      _exit(127);
-    }
-    struct note n = { pid < 0 ? NOTE_ERRNO : NOTE_PID, pid < 0 ? errno : (int)pid };
-    if (write(status_pipe[1], &n, sizeof n) < 0) { /* the helper reads it, or is gone */ }
-    if (pid < 0) _exit(127);
-    /* Keep only the control pipe, as fd 0: the helper's stdin/stdout (the worker's pipes), other tasks'
-     * pipes and this task's write ends must not be held open by the anchor. */
-    dup2(ctl[1], 0);
-    if (syscall(SYS_close_range, 1U, ~0U, 0U) < 0) for (int fd = 1; fd < 65536; fd++) close(fd);
-    anchor_loop(pid, self_pid, 0);
-  }
-  close(out[1]);
-  close(err[1]);
-  close(status_pipe[1]);
-  close(ctl[1]);
-  if (anchor < 0) {
-    say("E %s %d\n", id, (int)(errno));
-    close(out[0]); close(err[0]); close(status_pipe[0]); close(ctl[0]);
-    free(argv); free(f); free(spec);
-    return;
-  }
-  /* Until EOF: the anchor's NOTE_PID, and NOTE_ERRNO if the exec failed (EOF = the exec closed it). */
-  pid_t pid = 0;
+  pid_t pid = 0, anchor = 0;
   int child_errno = 0;
-  for (;;) {
+  if ((cg_root >= 0 && cg < 0 && (errno = EAGAIN)) || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0
+      || pipe2(status_pipe, O_CLOEXEC) < 0 || (cg < 0 && pipe2(ctl, O_CLOEXEC | O_NONBLOCK) < 0)) {
+    child_errno = errno;
+  } else if (cg >= 0) {
+    /* The leader is our own child, in its cgroup before its exec: nothing sits between us. The child
+     * writes `environ` (exec_task) in our memory while we wait: put ours back. */
+    char **own = environ;
+    pid = vfork();
+    if (pid == 0) exec_task(&t, out[1], err[1], status_pipe[1], cg);
+    environ = own;
+    if (pid < 0) child_errno = errno;
+  } else {
+    anchor = launch_anchored(&t, out[1], err[1], status_pipe[1], ctl[1]);
+    if (anchor < 0) { child_errno = errno; anchor = 0; }
+  }
+  int ends[] = { out[1], err[1], status_pipe[1], ctl[1] };
+  for (int i = 0; i < 4; i++) if (ends[i] >= 0) close(ends[i]);
+  /* Until EOF: the anchor's NOTE_PID, and NOTE_ERRNO if the exec failed (EOF = the exec closed it). */
+  for (; status_pipe[0] >= 0 && !child_errno && (pid > 0 || anchor > 0);) {
     struct note n;
     ssize_t got = read(status_pipe[0], &n, sizeof n);
     if (got < 0 && errno == EINTR) continue;
@@ -356,25 +302,26 @@ static void start(const char *id, char *spec, size_t len) {
     if (n.tag == NOTE_PID) pid = n.value;
     else child_errno = n.value ? n.value : EINVAL;
   }
-  close(status_pipe[0]);
+  if (status_pipe[0] >= 0) close(status_pipe[0]);
   memset(slot, 0, sizeof *slot);
   slot->used = 1;
   snprintf(slot->id, ID_MAX, "%s", id);
   slot->pid = pid;
   slot->anchor = anchor;
+  slot->cg = cg;
   slot->out[0] = out[0];
   slot->out[1] = err[0];
   slot->ctl = ctl[0];
   if (pid <= 0 || child_errno) {
-    /* exec failed: the task exits at once, then its anchor; only the anchor's reap is awaited */
-    close(out[0]); close(err[0]);
+    /* Not started: the slot waits for the anchor's reap (and its cgroup to empty), then goes. */
+    for (int s = 0; s < 2; s++) if (slot->out[s] >= 0) close(slot->out[s]);
     slot->out[0] = slot->out[1] = -1;
     slot->failed = 1;
     say("E %s %d\n", id, (int)(child_errno ? child_errno : EAGAIN));
   } else {
     say("S %s %d\n", id, (int)pid);
   }
-  free(argv); free(f); free(spec);
+  free(t.env); free(t.argv); free(f); free(spec);
 }
 
 /* The leader exited with `status` (reported by its anchor, or reaped here if its anchor is gone). */
@@ -405,14 +352,21 @@ static void read_ctl(struct proc *p) {
   p->ctl = -1;
 }
 
+/* Frees p's slot; its cgroup goes back to the pool (it is empty by now). */
+static void forget(struct proc *p) {
+  if (p->ctl >= 0) { close(p->ctl); p->ctl = -1; }
+  if (p->cg >= 0) cg_release(p->cg);
+  p->used = 0;
+}
+
 static void finish_if_done(struct proc *p, long long now) {
   if (p->failed) {
-    if (p->anchor == 0) { /* E was written; the anchor is reaped */
-      if (p->ctl >= 0) close(p->ctl);
-      p->used = 0;
-    }
+    /* E was written; the anchor is reaped (or there was none) and nothing is left in the cgroup */
+    if (p->anchor == 0 && (p->cg < 0 || cg_populated(p->cg) != 1)) forget(p);
     return;
   }
+  /* With a cgroup, "gone" is its populated 0 (cgroup.events, polled while we wait for it) */
+  if (p->cg >= 0 && p->exited && !p->gone && cg_populated(p->cg) != 1) { p->gone = 1; p->gone_at = now; }
   if (!p->exited || !p->gone) {
     if (p->killing && !p->gone && now - p->killed_at >= KILL_TICK_MS) signal_tree(p, SIGKILL);
     return;
@@ -421,9 +375,8 @@ static void finish_if_done(struct proc *p, long long now) {
     if (now - p->gone_at < DRAIN_MS) return;
     for (int s = 0; s < 2; s++) if (p->out[s] >= 0) { close(p->out[s]); p->out[s] = -1; }
   }
-  if (p->ctl >= 0) { close(p->ctl); p->ctl = -1; }
   say("D %s\n", p->id);
-  p->used = 0;
+  forget(p);
 }
 
 static void reap(void) {
@@ -434,6 +387,11 @@ static void reap(void) {
     for (int i = 0; i < MAX_PROCS; i++) {
       struct proc *p = &procs[i];
       if (!p->used) continue;
+      if (p->cg >= 0) {
+        if (p->pid != pid || p->exited || p->failed) continue;
+        leader_exited(p, status, cg_populated(p->cg) == 1);
+        break;
+      }
       if (p->anchor == pid) {
         read_ctl(p); /* its report may still be in the pipe */
         p->anchor = 0;
@@ -521,10 +479,11 @@ static void shutdown_all(void) {
   flush_out();
   for (int i = 0; i < MAX_PROCS; i++)
     if (procs[i].used) signal_tree(&procs[i], SIGKILL);
+  cg_teardown();
   _exit(0); /* each anchor SIGKILLs what was forked meanwhile (PDEATHSIG), then exits */
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   /* Not dumpable: tasks (root too, without CAP_SYS_PTRACE) cannot open /proc/1/fd/0 or /proc/1/fd/1 to
    * read other tasks' specs (their env) or forge frames. exec() makes each task dumpable again. */
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -533,6 +492,8 @@ int main(void) {
   self_pid = getpid();
   /* gVisor accepts it from PID 1 but not from the anchors (measured): as PID 1 the sweep stays on. */
   subreaper_ok = prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 && self_pid != 1;
+  /* --cgroups: a cgroup per task where the host allows it (the process runtime asks; sandboxes do not). */
+  if (argc > 1 && strcmp(argv[1], "--cgroups") == 0 && self_pid != 1) cg_setup();
   signal(SIGPIPE, SIG_IGN);
   if (pipe2(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) < 0) return 2;
   struct sigaction sa;
@@ -546,10 +507,12 @@ int main(void) {
   size_t in_cap = 1 << 16, in_used = 0;
   char *in = malloc(in_cap);
   int stdin_open = 1;
-  struct pollfd *pfds = calloc(2 + 3 * MAX_PROCS, sizeof(struct pollfd));
-  struct proc **owners = calloc(2 + 3 * MAX_PROCS, sizeof(struct proc *));
-  int *streams = calloc(2 + 3 * MAX_PROCS, sizeof(int));
-  write_all("READY\n", 6);
+  struct pollfd *pfds = calloc(2 + 4 * MAX_PROCS, sizeof(struct pollfd));
+  struct proc **owners = calloc(2 + 4 * MAX_PROCS, sizeof(struct proc *));
+  int *streams = calloc(2 + 4 * MAX_PROCS, sizeof(int));
+  /* The mode names how trees are kept: the worker reports it (tests check it is the one expected). */
+  if (cg_root >= 0) write_all("READY cgroup\n", 13);
+  else write_all("READY anchor\n", 13);
 
   for (;;) {
     int n = 0;
@@ -563,6 +526,8 @@ int main(void) {
       if (p->killing && !p->gone) timeout = KILL_TICK_MS;
       else if (p->gone && timeout < 0) timeout = 100; /* draining */
       if (p->ctl >= 0) { pfds[n].fd = p->ctl; pfds[n].events = POLLIN; owners[n] = p; streams[n] = 2; n++; }
+      /* Its cgroup emptying (finish_if_done reads it, which also rearms the poll). */
+      if (p->cg >= 0 && p->exited && !p->gone) { pfds[n].fd = cgs[p->cg].events; pfds[n].events = POLLPRI; owners[n] = p; streams[n] = 3; n++; }
       for (int s = 0; s < 2; s++) {
         if (p->out[s] < 0) continue;
         pfds[n].fd = p->out[s]; pfds[n].events = POLLIN; owners[n] = p; streams[n] = s; n++;
@@ -586,6 +551,8 @@ int main(void) {
         }
         in_used += (size_t)got;
         consume_input(in, &in_used);
+      } else if (streams[i] == 3) {
+        /* the cgroup's events changed: finish_if_done below looks */
       } else if (streams[i] == 2) {
         if (owners[i]->used && owners[i]->ctl == pfds[i].fd) read_ctl(owners[i]);
       } else if (owners[i]->used && owners[i]->out[streams[i]] == pfds[i].fd) {

@@ -1,0 +1,229 @@
+/*
+ * A cgroup v2 per task, on the host (the `process` runtime, started with --cgroups): the part of
+ * computalot-helper.c that keeps each task's process tree in its own cgroup, included by it (one
+ * translation unit; helper-binary.ts hashes this file too).
+ *
+ * Why: a cgroup holds every descendant whatever it does (setsid, double fork, reparenting), `cgroup.kill`
+ * SIGKILLs all of them atomically (forks in flight included), and `populated 0` in `cgroup.events` says the
+ * tree is gone. The task's leader stays the helper's own child, forked with vfork, so no per-task process
+ * sits between them: the anchor (the fallback, see the .c file's header) costs a fork and two wake-ups per
+ * task, which on 2 busy vCPUs took the 10,000-task fan-out from ~1,030 to ~900 tasks/s (docs/decisions.md).
+ *
+ * Layout: <the helper's own cgroup>/computalot-helper-<pid>/t<n>. The t<n> are pooled: one is taken per
+ * task and given back once it is empty, so a task costs no mkdir/rmdir. A helper that died (SIGKILL, a
+ * crash) leaves its folder; the next helper on the machine SIGKILLs what is left in it and removes it.
+ *
+ * Needs: a cgroup2 mount, and the right to create folders under the helper's cgroup and to move processes
+ * into them (root, or a delegated subtree). Checked once at start by moving a probe child; without it the
+ * helper keeps anchors. gVisor has no cgroup2: sandboxes always use anchors.
+ */
+#ifndef COMPUTALOT_TASK_CGROUP_H
+#define COMPUTALOT_TASK_CGROUP_H
+
+#include <limits.h>
+
+struct cg {
+  int dir;    /* the t<n> folder */
+  int procs;  /* its cgroup.procs, write-only: a vfork child writes "0" to move itself in */
+  int events; /* its cgroup.events: "populated 0|1", pollable (POLLPRI) */
+  int busy;
+};
+
+static int cg_root = -1; /* computalot-helper-<pid>; -1: no cgroups, anchors instead */
+static char cg_root_path[PATH_MAX];
+static struct cg *cgs;
+static int cg_len, cg_cap;
+
+static int cg_write(int dirfd, const char *file, const char *text) {
+  int fd = openat(dirfd, file, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = write(fd, text, strlen(text));
+  close(fd);
+  return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/* 1 while any process is in the cgroup (or below), 0 once none is, -1 if unreadable. */
+static int cg_populated_fd(int events) {
+  char buf[256];
+  ssize_t n = pread(events, buf, sizeof buf - 1, 0);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  char *p = strstr(buf, "populated ");
+  return p ? p[10] == '1' : -1;
+}
+
+static int cg_populated_at(int dirfd) {
+  int fd = openat(dirfd, "cgroup.events", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int r = cg_populated_fd(fd);
+  close(fd);
+  return r;
+}
+
+/* SIGKILLs everything in dirfd's cgroup and below, waits up to 1 s for it to empty, removes the folders. */
+static void cg_remove_tree(int parent, const char *name) {
+  int dir = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return;
+  cg_write(dir, "cgroup.kill", "1");
+  for (int i = 0; i < 100 && cg_populated_at(dir) == 1; i++) usleep(10000);
+  int dup_fd = dup(dir);
+  DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL)
+    if (e->d_type == DT_DIR && e->d_name[0] != '.') unlinkat(dir, e->d_name, AT_REMOVEDIR);
+  if (d) closedir(d);
+  close(dir);
+  unlinkat(parent, name, AT_REMOVEDIR);
+}
+
+/* The folders of helpers that are gone (their pid is no process any more): what they left is ended. */
+static void cg_sweep_dead(int parent) {
+  int dup_fd = dup(parent);
+  DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+  if (!d) { if (dup_fd >= 0) close(dup_fd); return; }
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (strncmp(e->d_name, "computalot-helper-", 18) != 0) continue;
+    long pid = strtol(e->d_name + 18, NULL, 10);
+    if (pid <= 0 || pid == self_pid || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+    cg_remove_tree(parent, e->d_name);
+  }
+  closedir(d);
+}
+
+/* A free t<n>, made on first need; -1 if none can be made. */
+static int cg_take(void) {
+  for (int i = 0; i < cg_len; i++)
+    if (!cgs[i].busy) { cgs[i].busy = 1; return i; }
+  if (cg_len == cg_cap) {
+    int cap = cg_cap ? cg_cap * 2 : 16;
+    struct cg *grown = realloc(cgs, (size_t)cap * sizeof *cgs);
+    if (!grown) return -1;
+    cgs = grown;
+    cg_cap = cap;
+  }
+  char name[32];
+  snprintf(name, sizeof name, "t%d", cg_len);
+  if (mkdirat(cg_root, name, 0755) < 0 && errno != EEXIST) return -1;
+  struct cg c = { openat(cg_root, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC), -1, -1, 1 };
+  if (c.dir >= 0) {
+    c.procs = openat(c.dir, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    c.events = openat(c.dir, "cgroup.events", O_RDONLY | O_CLOEXEC);
+  }
+  if (c.dir < 0 || c.procs < 0 || c.events < 0) {
+    int fds[] = { c.dir, c.procs, c.events };
+    for (int k = 0; k < 3; k++) if (fds[k] >= 0) close(fds[k]);
+    unlinkat(cg_root, name, AT_REMOVEDIR);
+    return -1;
+  }
+  cgs[cg_len] = c;
+  return cg_len++;
+}
+
+/* Given back only once empty (populated 0): the next task's tree starts alone. */
+static void cg_release(int i) {
+  if (i >= 0 && i < cg_len) cgs[i].busy = 0;
+}
+
+static int cg_populated(int i) {
+  return cg_populated_fd(cgs[i].events);
+}
+
+/* Signals every process in cgroup i. SIGKILL is cgroup.kill: atomic, forks in flight included. Any other
+ * signal goes to each pid cgroup.procs lists: one that forks meanwhile may leave its child unsignalled,
+ * which the worker's SIGKILL at the grace deadline still reaches. */
+static void cg_signal(int i, int sig) {
+  if (sig == SIGKILL) { cg_write(cgs[i].dir, "cgroup.kill", "1"); return; }
+  int fd = openat(cgs[i].dir, "cgroup.procs", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  FILE *f = fdopen(fd, "r");
+  if (!f) { close(fd); return; }
+  long pid;
+  while (fscanf(f, "%ld", &pid) == 1) if (pid > 0) kill((pid_t)pid, sig);
+  fclose(f);
+}
+
+/* In a vfork child, before its exec: moves the calling process into cgroup i. 0, or an errno. */
+static int cg_enter(int i) {
+  return write(cgs[i].procs, "0", 1) == 1 ? 0 : (errno ? errno : EIO);
+}
+
+/* The first line of /proc/self/cgroup that starts with `0::`: the helper's cgroup v2 path. */
+static int cg_own_path(char *out, size_t size) {
+  FILE *f = fopen("/proc/self/cgroup", "re");
+  if (!f) return -1;
+  char line[PATH_MAX + 8];
+  int found = -1;
+  while (found == -1 && fgets(line, sizeof line, f)) {
+    if (strncmp(line, "0::", 3) != 0) continue;
+    line[strcspn(line, "\n")] = 0;
+    found = (size_t)snprintf(out, size, "%s", line + 3) < size ? 0 : -2;
+  }
+  fclose(f);
+  return found < 0 ? -1 : 0;
+}
+
+/* The cgroup2 mount point from /proc/self/mountinfo (field 5; the fs type follows " - "). */
+static int cg_mount_point(char *out, size_t size) {
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (!f) return -1;
+  char line[4096];
+  int found = -1;
+  while (found < 0 && fgets(line, sizeof line, f)) {
+    char *sep = strstr(line, " - ");
+    if (!sep || strncmp(sep + 3, "cgroup2 ", 8) != 0) continue;
+    char mnt[PATH_MAX];
+    if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1) { snprintf(out, size, "%s", mnt); found = 0; }
+  }
+  fclose(f);
+  return found;
+}
+
+/* Sets up cgroup mode; on any failure leaves cg_root at -1 (anchors) with nothing left behind. */
+static void cg_setup(void) {
+  char mnt[PATH_MAX], own[PATH_MAX];
+  if (cg_mount_point(mnt, sizeof mnt) < 0 || cg_own_path(own, sizeof own) < 0) return;
+  char parent_path[PATH_MAX];
+  /* A path too long to hold is no cgroup mode, rather than a wrong folder. */
+  if ((size_t)snprintf(parent_path, sizeof parent_path, "%s%s", mnt, strcmp(own, "/") == 0 ? "" : own) >= sizeof parent_path
+      || strlen(parent_path) + 40 >= sizeof cg_root_path) return;
+  int parent = open(parent_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (parent < 0) return;
+  cg_sweep_dead(parent);
+  char name[64];
+  snprintf(name, sizeof name, "computalot-helper-%d", (int)self_pid);
+  if (mkdirat(parent, name, 0755) < 0 && errno != EEXIST) { close(parent); return; }
+  cg_root = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  snprintf(cg_root_path, sizeof cg_root_path, "%s/%s", parent_path, name);
+  /* The probe: a child that moves itself in the way every task will, and needs cgroup.kill to exist. */
+  int i = cg_root >= 0 ? cg_take() : -1;
+  int ok = 0;
+  if (i >= 0 && faccessat(cgs[i].dir, "cgroup.kill", W_OK, 0) == 0) {
+    pid_t pid = vfork();
+    if (pid == 0) _exit(cg_enter(i) == 0 ? 0 : 1);
+    int status;
+    ok = pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  }
+  if (i >= 0) cg_release(i);
+  if (!ok) {
+    for (int k = 0; k < cg_len; k++) { close(cgs[k].dir); close(cgs[k].procs); close(cgs[k].events); }
+    cg_len = 0;
+    if (cg_root >= 0) close(cg_root);
+    cg_root = -1;
+    cg_remove_tree(parent, name);
+  }
+  close(parent);
+}
+
+/* At the helper's end: SIGKILL every task's tree, remove the folders (best effort: a tree that takes over
+ * 1 s to die keeps its folder until the next helper's sweep). */
+static void cg_teardown(void) {
+  if (cg_root < 0) return;
+  char *slash = strrchr(cg_root_path, '/');
+  if (!slash) return;
+  *slash = 0;
+  int parent = open(cg_root_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (parent >= 0) { cg_remove_tree(parent, slash + 1); close(parent); }
+}
+
+#endif
