@@ -1,10 +1,12 @@
 /**
  * Attempt throughput and dispatch latency of the `process` runtime: in-process spawn, the Node spawner
- * process (src/runtime/spawner/) and the C helper (the default, src/runtime/helper-launcher.ts). N attempts
+ * process (src/runtime/spawner/) and the C helper (the default, src/runtime/helper-launcher.ts), which keeps each
+ * task's tree with a cgroup where the host allows it (`helper`) or with an anchor process (`helper-anchor`,
+ * COMPUTALOT_TASK_CGROUPS=off). N attempts
  * of `true`, C at a time, straight through `ProcessRuntime` (no store, no HTTP), from a process that first fills ~150 MB of heap the way a running server has, since
  * the cost of fork() grows with the parent's memory.
  *
- *   node --import tsx bench/spawn.ts [--n 2000] [--concurrency 8] [--heap-mb 150] [--modes inline,process,helper]
+ *   node --import tsx bench/spawn.ts [--n 2000] [--concurrency 8] [--heap-mb 150] [--modes inline,process,helper,helper-anchor]
  *
  * Reports attempts/s and run() → onStart p50/p99 per mode. Standalone on purpose: it touches no server, so
  * it measures the runtime alone and needs no database.
@@ -15,6 +17,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { defaultManifest } from '../src/core/manifest.js';
 import type { Prepared } from '../src/runtime/port.js';
+import { HelperLauncher } from '../src/runtime/helper-launcher.js';
 import { ProcessRuntime, type ProcessRuntimeOptions } from '../src/runtime/process-runtime.js';
 
 const { values } = parseArgs({
@@ -22,12 +25,13 @@ const { values } = parseArgs({
     n: { type: 'string', default: '2000' },
     concurrency: { type: 'string', default: '8' },
     'heap-mb': { type: 'string', default: '150' },
-    modes: { type: 'string', default: 'inline,process,helper' },
+    modes: { type: 'string', default: 'inline,process,helper,helper-anchor' },
   },
 });
 const N = Number(values.n);
 const CONCURRENCY = Number(values.concurrency);
-const modes = values.modes.split(',') as Array<NonNullable<ProcessRuntimeOptions['spawner']>>;
+type Mode = NonNullable<ProcessRuntimeOptions['spawner']> | 'helper-anchor';
+const modes = values.modes.split(',') as Mode[];
 
 /** Many small live objects, like a server's heap: their pages are touched, so fork() must copy their tables. */
 function ballast(mb: number): unknown[] {
@@ -38,8 +42,11 @@ function ballast(mb: number): unknown[] {
 
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 
-async function runMode(mode: NonNullable<ProcessRuntimeOptions['spawner']>, workDir: string): Promise<string> {
-  const runtime = new ProcessRuntime({ spawner: mode, unpack: (_tarball, dest) => mkdir(dest, { recursive: true }).then(() => {}) });
+async function runMode(mode: Mode, workDir: string): Promise<string> {
+  const runtime = new ProcessRuntime({
+    spawner: mode === 'helper-anchor' ? 'helper' : mode, taskCgroups: mode !== 'helper-anchor',
+    unpack: (_tarball, dest) => mkdir(dest, { recursive: true }).then(() => {}),
+  });
   const prepared: Prepared = await runtime.prepare({
     projectId: 'prj_bench', contentHash: `sha256:${'0'.repeat(64)}`, tarballPath: '/nonexistent', manifest: defaultManifest(null),
     workDir, onPhase: () => {}, onLog: () => {}, signal: new AbortController().signal,
@@ -64,9 +71,11 @@ async function runMode(mode: NonNullable<ProcessRuntimeOptions['spawner']>, work
     while (next < N) latencies.push(await one(next++));
   }));
   const seconds = (performance.now() - started) / 1000;
+  // What the helper ended up with: `helper` falls back to anchors where cgroups are not writable.
+  const tree = runtime.launcher instanceof HelperLauncher ? ` (${runtime.launcher.treeMode} per task)` : '';
   await runtime.close();
   latencies.sort((a, b) => a - b);
-  return `| ${mode} | ${N} | ${CONCURRENCY} | ${(N / seconds).toFixed(0)} | ${pct(latencies, 50).toFixed(2)} | ${pct(latencies, 99).toFixed(2)} |`;
+  return `| ${mode}${tree} | ${N} | ${CONCURRENCY} | ${(N / seconds).toFixed(0)} | ${pct(latencies, 50).toFixed(2)} | ${pct(latencies, 99).toFixed(2)} |`;
 }
 
 const keep = ballast(Number(values['heap-mb']));

@@ -58,6 +58,11 @@ export class HelperLauncher implements Launcher {
     return this.channel;
   }
 
+  /** Compiles (once per source version) and starts the helper now; a failure is left to the first launch. */
+  warm(): void {
+    if (!this.fallback) this.ensure().catch(() => undefined);
+  }
+
   launch(spec: LaunchSpec, onOutput: OutputSink): LaunchedTask {
     if (this.fallback) return this.fallback.launch(spec, onOutput);
     let setStarted!: (value: LaunchStart) => void;

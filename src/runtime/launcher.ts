@@ -52,6 +52,8 @@ export interface LaunchedTask {
 export interface Launcher {
   /** `onOutput` must not throw (callers wrap their callbacks). */
   launch(spec: LaunchSpec, onOutput: OutputSink): LaunchedTask;
+  /** Starts resident resources ahead of the first launch (optional; a launch starts them anyway). */
+  warm?(): void;
   /** Ends resident resources (the spawner process); call once no task is running. */
   close(): Promise<void>;
 }

@@ -170,6 +170,11 @@ export interface Runtime {
   discard(prepared: Prepared): Promise<void>;
   /** Shutdown: cancels every running attempt, waits for their outcomes, releases resident resources. */
   close(): Promise<void>;
+  /**
+   * Starts what attempts will need before the first one asks (the process runtime's helper: compiled and
+   * started when the workers start, not inside the first attempt). Failures are the first attempt's to report.
+   */
+  warmUp?(): void;
   /** What the worker announces about its runtime (SPEC §8), e.g. `{kind: "oci", sandboxes: ["gvisor"]}`. */
   describe?(): Record<string, unknown>;
   /** Whether a prepared runtime can still run attempts (a sandbox may die or be dropped when idle). */

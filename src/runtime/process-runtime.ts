@@ -175,6 +175,10 @@ export class ProcessRuntime implements Runtime {
     await this.revisions.discard(prepared.key);
   }
 
+  warmUp(): void {
+    if (!this.closed) this.launcher.warm?.();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const attempts = [...this.running];

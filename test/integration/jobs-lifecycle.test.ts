@@ -4,7 +4,7 @@
  * cancel-queued and project delete acting on real jobs.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -166,6 +166,33 @@ describe('/init with a real worker', () => {
       assert.equal(jobs.body.jobs.length, 0, 'no job was needed');
       const again = await call(srv.url, 'POST', '/api/v1/projects/p/init', { token: acc.member, json: {} });
       assert.deepEqual([again.body.targeted_workers, again.body.already_warm], [0, 1]);
+    } finally {
+      await srv.stop();
+    }
+  });
+});
+
+describe('the process runtime\'s helper', () => {
+  it('is compiled and started when the embedded workers start, before any job', async () => {
+    const srv = await startTestServer({ COMPUTALOT_LOCAL_WORKERS: '1' });
+    try {
+      const bin = join(srv.dataDir, 'work', 'oci', 'bin');
+      // The helper's binary, and a process running it (a child of this server): /proc/<pid>/exe names it.
+      const running = async (): Promise<boolean> => {
+        const names = await readdir(bin).catch(() => [] as string[]);
+        const helper = names.find((name) => /^helper-[0-9a-f]{16}$/.test(name));
+        if (!helper) return false;
+        for (const pid of await readdir('/proc')) {
+          if (/^\d+$/.test(pid) && await readlink(`/proc/${pid}/exe`).catch(() => '') === join(bin, helper)) return true;
+        }
+        return false;
+      };
+      let up = false;
+      for (const until = Date.now() + 20_000; !up && Date.now() < until;) {
+        up = await running();
+        if (!up) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(up, true, 'the helper runs with no job submitted');
     } finally {
       await srv.stop();
     }
