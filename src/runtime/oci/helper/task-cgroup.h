@@ -192,7 +192,9 @@ static void cg_setup(void) {
   cg_sweep_dead(parent);
   char name[64];
   snprintf(name, sizeof name, "computalot-helper-%d", (int)self_pid);
-  if (mkdirat(parent, name, 0755) < 0 && errno != EEXIST) { close(parent); return; }
+  /* Ours already, from a dead helper that had our pid: what it left is ended and the folder made anew. */
+  cg_remove_tree(parent, name);
+  if (mkdirat(parent, name, 0755) < 0) { close(parent); return; }
   cg_root = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   snprintf(cg_root_path, sizeof cg_root_path, "%s/%s", parent_path, name);
   /* The probe: a child that moves itself in the way every task will, and needs cgroup.kill to exist. */
