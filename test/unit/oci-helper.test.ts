@@ -171,6 +171,20 @@ for (const mode of ['anchor', 'cgroup'] as const) describe(`the sandbox helper a
     assert.deepEqual(await survivors(ran.stdout), []);
   });
 
+  it('tasks after a SIGKILLed tree start and run as usual', async () => {
+    // A cgroup that had cgroup.kill written kills every process later born in it (Linux 6.18): the
+    // helper must never hand it to another task.
+    let killed = false;
+    const first = await start('k1', await spec(['sh', '-c', 'sleep 100 & echo "pid $!"; wait']), undefined, (stdout) => {
+      if (!killed && /pid \d+/.test(stdout)) { killed = true; channel.kill('k1', 9); }
+    });
+    assert.equal(first.exit?.signal, 9);
+    for (let i = 0; i < 5; i += 1) {
+      const next = await start(`k${i + 2}`, await spec(['sh', '-c', `echo ${i}`]));
+      assert.deepEqual([next.exit, next.stdout], [{ code: 0, signal: null }, `${i}\n`], `task ${i + 1} after the kill`);
+    }
+  });
+
   it('applies the memory and process limits to the process tree', async () => {
     const mem = await start('a6', await spec(['python3', '-c', 'b = bytearray(512 * 1024 * 1024)'], { mem: 128 * 1024 * 1024 }));
     assert.notEqual(mem.exit?.code, 0);

@@ -103,7 +103,7 @@ static pid_t launch_anchored(const struct task_spec *t, int out_w, int err_w, in
    * resumes then. What the task changes before its exec (environ) lands in the anchor's copy of the
    * helper's memory, which nothing reads afterwards. */
   pid_t pid = vfork();
-  if (pid == 0) exec_task(t, out_w, err_w, status_w, -1);
+  if (pid == 0) exec_task(t, out_w, err_w, status_w, 0);
   struct note n = { pid < 0 ? NOTE_ERRNO : NOTE_PID, pid < 0 ? errno : (int)pid };
   if (write(status_w, &n, sizeof n) < 0) { /* the helper reads it, or is gone */ }
   if (pid < 0) _exit(127);

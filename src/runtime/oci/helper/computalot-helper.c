@@ -24,8 +24,8 @@
  *
  * Trees: every task's whole process tree stays within reach, whatever its descendants do (setsid, double
  * fork). Where the host allows it (`--cgroups`, the process runtime on a host with a writable cgroup2),
- * each task runs in a cgroup of its own (task-cgroup.h): the leader is this helper's vfork child, moved
- * into its cgroup before its exec; "the tree" is the cgroup, "gone" is its `populated 0`, and SIGKILL is
+ * each task runs in a cgroup of its own (task-cgroup.h): the leader is this helper's own child, born in
+ * its cgroup (clone3); "the tree" is the cgroup, "gone" is its `populated 0`, and SIGKILL is
  * its `cgroup.kill`. Elsewhere (always in a gVisor sandbox) each task has an anchor, a per-task subreaper
  * forked by the helper (anchor.h), which costs a fork and two wake-ups per task. The mode is on the
  * READY line.
@@ -192,18 +192,15 @@ struct task_spec {
   char **env;                    /* complete: task_env */
 };
 
-/* The task's side of its vfork, up to the exec: into cgroup cg (if >= 0), its own session and group, stdio
- * on the pipes, its env and limits. Why it could not exec goes to status_w as NOTE_ERRNO; a successful exec
- * closes status_w (O_CLOEXEC). Shares the forker's memory until then: it only assigns `environ`. */
-static void exec_task(const struct task_spec *t, int out_w, int err_w, int status_w, int cg) {
+/* The task's side of its fork, up to the exec: its own session and group, stdio on the pipes, its env and
+ * limits. Why it could not exec goes to status_w as NOTE_ERRNO; a successful exec closes status_w
+ * (O_CLOEXEC). Safe in a vfork child (the anchor's): it only assigns `environ` in the forker's memory. */
+static void exec_task(const struct task_spec *t, int out_w, int err_w, int status_w, int in_cgroup) {
   struct note n = { NOTE_ERRNO, 0 };
-  if (cg >= 0) {
-    n.value = cg_enter(cg);
-    /* No anchor here to end the tree if the helper dies: the leader goes with it (the rest of the tree
-     * stays in the cgroup, for the next helper's sweep). */
-    if (n.value == 0) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  }
-  if (n.value == 0) {
+  /* No anchor to end the tree if the helper dies: the leader goes with it (the rest of the tree stays in
+   * its cgroup, for the next helper's sweep). */
+  if (in_cgroup) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  {
     setsid();
     sigset_t none;
     sigemptyset(&none);
@@ -237,7 +234,7 @@ static void signal_tree(struct proc *p, int sig) {
 }
 
 /* The task's environment: the helper's own (in a sandbox, the image's) with the spec's NAME=value over it.
- * Built before the fork: the task's side of a vfork must not allocate or setenv in the helper's memory. */
+ * Built before the fork: the task's side of the anchor's vfork must not allocate or setenv in shared memory. */
 static char **task_env(char **spec_env, long n) {
   size_t own = 0;
   while (environ[own]) own++;
@@ -280,12 +277,9 @@ static void start(const char *id, char *spec, size_t len) {
       || pipe2(status_pipe, O_CLOEXEC) < 0 || (cg < 0 && pipe2(ctl, O_CLOEXEC | O_NONBLOCK) < 0)) {
     child_errno = errno;
   } else if (cg >= 0) {
-    /* The leader is our own child, in its cgroup before its exec: nothing sits between us. The child
-     * writes `environ` (exec_task) in our memory while we wait: put ours back. */
-    char **own = environ;
-    pid = vfork();
-    if (pid == 0) exec_task(&t, out[1], err[1], status_pipe[1], cg);
-    environ = own;
+    /* The leader is our own child, born in its cgroup: nothing sits between us. */
+    pid = cg_fork(cg);
+    if (pid == 0) exec_task(&t, out[1], err[1], status_pipe[1], 1);
     if (pid < 0) child_errno = errno;
   } else {
     anchor = launch_anchored(&t, out[1], err[1], status_pipe[1], ctl[1]);

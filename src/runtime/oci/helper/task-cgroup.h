@@ -5,34 +5,39 @@
  *
  * Why: a cgroup holds every descendant whatever it does (setsid, double fork, reparenting), `cgroup.kill`
  * SIGKILLs all of them atomically (forks in flight included), and `populated 0` in `cgroup.events` says the
- * tree is gone. The task's leader stays the helper's own child, forked with vfork, so no per-task process
- * sits between them: the anchor (the fallback, see the .c file's header) costs a fork and two wake-ups per
+ * tree is gone. The task's leader stays the helper's own child, born in its cgroup (cg_fork), so no
+ * per-task process sits between them: the anchor (the fallback, see the .c file's header) costs a fork and two wake-ups per
  * task, which on 2 busy vCPUs took the 10,000-task fan-out from ~1,030 to ~900 tasks/s (docs/decisions.md).
  *
  * Layout: <the helper's own cgroup>/computalot-helper-<pid>/t<n>. The t<n> are pooled: one is taken per
  * task and given back once it is empty, so a task costs no mkdir/rmdir. A helper that died (SIGKILL, a
  * crash) leaves its folder; the next helper on the machine SIGKILLs what is left in it and removes it.
  *
- * Needs: a cgroup2 mount, and the right to create folders under the helper's cgroup and to move processes
- * into them (root, or a delegated subtree). Checked once at start by moving a probe child; without it the
+ * Needs: a cgroup2 mount, clone3 with CLONE_INTO_CGROUP (Linux 5.7) and cgroup.kill (5.14), and the right
+ * to create folders under the helper's cgroup and to place processes in them (root, or a delegated
+ * subtree). Checked once at start by moving a probe child; without it the
  * helper keeps anchors. gVisor has no cgroup2: sandboxes always use anchors.
  */
 #ifndef COMPUTALOT_TASK_CGROUP_H
 #define COMPUTALOT_TASK_CGROUP_H
 
 #include <limits.h>
+#include <linux/sched.h> /* struct clone_args, CLONE_INTO_CGROUP */
+#include <stdint.h>
 
 struct cg {
-  int dir;    /* the t<n> folder */
-  int procs;  /* its cgroup.procs, write-only: a vfork child writes "0" to move itself in */
-  int events; /* its cgroup.events: "populated 0|1", pollable (POLLPRI) */
+  int dir;       /* the t<n> folder: clone3 places a task's leader in it; -1 while there is none */
+  int events;    /* its cgroup.events: "populated 0|1", pollable (POLLPRI) */
+  unsigned name; /* n */
   int busy;
+  int killed;    /* cgroup.kill was written: never used again (see cg_release) */
 };
 
 static int cg_root = -1; /* computalot-helper-<pid>; -1: no cgroups, anchors instead */
 static char cg_root_path[PATH_MAX];
 static struct cg *cgs;
 static int cg_len, cg_cap;
+static unsigned cg_names; /* folders made so far: each gets a new name */
 
 static int cg_write(int dirfd, const char *file, const char *text) {
   int fd = openat(dirfd, file, O_WRONLY | O_CLOEXEC);
@@ -91,38 +96,61 @@ static void cg_sweep_dead(int parent) {
   closedir(d);
 }
 
-/* A free t<n>, made on first need; -1 if none can be made. */
-static int cg_take(void) {
-  for (int i = 0; i < cg_len; i++)
-    if (!cgs[i].busy) { cgs[i].busy = 1; return i; }
-  if (cg_len == cg_cap) {
-    int cap = cg_cap ? cg_cap * 2 : 16;
-    struct cg *grown = realloc(cgs, (size_t)cap * sizeof *cgs);
-    if (!grown) return -1;
-    cgs = grown;
-    cg_cap = cap;
-  }
+/* Makes a fresh folder for pool entry i; 0, or -1. */
+static int cg_make(int i) {
+  struct cg c = { -1, -1, cg_names++, 0, 0 };
   char name[32];
-  snprintf(name, sizeof name, "t%d", cg_len);
-  if (mkdirat(cg_root, name, 0755) < 0 && errno != EEXIST) return -1;
-  struct cg c = { openat(cg_root, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC), -1, -1, 1 };
-  if (c.dir >= 0) {
-    c.procs = openat(c.dir, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-    c.events = openat(c.dir, "cgroup.events", O_RDONLY | O_CLOEXEC);
-  }
-  if (c.dir < 0 || c.procs < 0 || c.events < 0) {
-    int fds[] = { c.dir, c.procs, c.events };
-    for (int k = 0; k < 3; k++) if (fds[k] >= 0) close(fds[k]);
+  snprintf(name, sizeof name, "t%u", c.name);
+  if (mkdirat(cg_root, name, 0755) < 0) return -1;
+  c.dir = openat(cg_root, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (c.dir >= 0) c.events = openat(c.dir, "cgroup.events", O_RDONLY | O_CLOEXEC);
+  if (c.dir < 0 || c.events < 0) {
+    if (c.dir >= 0) close(c.dir);
     unlinkat(cg_root, name, AT_REMOVEDIR);
     return -1;
   }
-  cgs[cg_len] = c;
-  return cg_len++;
+  cgs[i] = c;
+  return 0;
 }
 
-/* Given back only once empty (populated 0): the next task's tree starts alone. */
+/* A free t<n>, made on first need; -1 if none can be made. */
+static int cg_take(void) {
+  int absent = -1;
+  for (int i = 0; i < cg_len; i++) {
+    if (!cgs[i].busy && cgs[i].dir >= 0) { cgs[i].busy = 1; return i; }
+    if (cgs[i].dir < 0 && absent < 0) absent = i;
+  }
+  if (absent < 0) {
+    if (cg_len == cg_cap) {
+      int cap = cg_cap ? cg_cap * 2 : 16;
+      struct cg *grown = realloc(cgs, (size_t)cap * sizeof *cgs);
+      if (!grown) return -1;
+      cgs = grown;
+      cg_cap = cap;
+    }
+    absent = cg_len++;
+    cgs[absent].dir = -1;
+    cgs[absent].busy = 0;
+  }
+  if (cg_make(absent) < 0) return -1;
+  cgs[absent].busy = 1;
+  return absent;
+}
+
+/* Given back only once empty (populated 0): the next task's tree starts alone. A folder that was
+ * cgroup.kill'ed is removed instead, and its entry gets a new one on next need: on Linux 6.18 (measured
+ * here) every process later born in it with CLONE_INTO_CGROUP is SIGKILLed at once, as if the kill were
+ * still going on. */
 static void cg_release(int i) {
-  if (i >= 0 && i < cg_len) cgs[i].busy = 0;
+  if (i < 0 || i >= cg_len) return;
+  cgs[i].busy = 0;
+  if (!cgs[i].killed) return;
+  char name[32];
+  snprintf(name, sizeof name, "t%u", cgs[i].name);
+  close(cgs[i].dir);
+  close(cgs[i].events);
+  cgs[i].dir = cgs[i].events = -1;
+  unlinkat(cg_root, name, AT_REMOVEDIR); /* if this fails, the folder stays until the helper's teardown */
 }
 
 static int cg_populated(int i) {
@@ -133,7 +161,7 @@ static int cg_populated(int i) {
  * signal goes to each pid cgroup.procs lists: one that forks meanwhile may leave its child unsignalled,
  * which the worker's SIGKILL at the grace deadline still reaches. */
 static void cg_signal(int i, int sig) {
-  if (sig == SIGKILL) { cg_write(cgs[i].dir, "cgroup.kill", "1"); return; }
+  if (sig == SIGKILL) { cgs[i].killed = 1; cg_write(cgs[i].dir, "cgroup.kill", "1"); return; }
   int fd = openat(cgs[i].dir, "cgroup.procs", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;
   FILE *f = fdopen(fd, "r");
@@ -143,9 +171,17 @@ static void cg_signal(int i, int sig) {
   fclose(f);
 }
 
-/* In a vfork child, before its exec: moves the calling process into cgroup i. 0, or an errno. */
-static int cg_enter(int i) {
-  return write(cgs[i].procs, "0", 1) == 1 ? 0 : (errno ? errno : EIO);
+/* fork(), with the child born in cgroup i (clone3's CLONE_INTO_CGROUP, Linux 5.7). Not vfork and a write
+ * of "0" to cgroup.procs: moving a process takes the cgroup threadgroup lock for writing, which waits for
+ * an RCU grace period once the lock has been idle: ~12 ms per task when tasks come one at a time, measured
+ * (docs/decisions.md). Being born in the cgroup takes it for reading only. */
+static pid_t cg_fork(int i) {
+  struct clone_args args;
+  memset(&args, 0, sizeof args);
+  args.flags = CLONE_INTO_CGROUP;
+  args.exit_signal = SIGCHLD;
+  args.cgroup = (uint64_t)cgs[i].dir;
+  return (pid_t)syscall(SYS_clone3, &args, sizeof args);
 }
 
 /* The first line of /proc/self/cgroup that starts with `0::`: the helper's cgroup v2 path. */
@@ -197,18 +233,18 @@ static void cg_setup(void) {
   if (mkdirat(parent, name, 0755) < 0) { close(parent); return; }
   cg_root = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   snprintf(cg_root_path, sizeof cg_root_path, "%s/%s", parent_path, name);
-  /* The probe: a child that moves itself in the way every task will, and needs cgroup.kill to exist. */
+  /* The probe: a child born in a task cgroup the way every task will be, and cgroup.kill must exist. */
   int i = cg_root >= 0 ? cg_take() : -1;
   int ok = 0;
   if (i >= 0 && faccessat(cgs[i].dir, "cgroup.kill", W_OK, 0) == 0) {
-    pid_t pid = vfork();
-    if (pid == 0) _exit(cg_enter(i) == 0 ? 0 : 1);
+    pid_t pid = cg_fork(i);
+    if (pid == 0) _exit(0);
     int status;
     ok = pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
   }
   if (i >= 0) cg_release(i);
   if (!ok) {
-    for (int k = 0; k < cg_len; k++) { close(cgs[k].dir); close(cgs[k].procs); close(cgs[k].events); }
+    for (int k = 0; k < cg_len; k++) if (cgs[k].dir >= 0) { close(cgs[k].dir); close(cgs[k].events); }
     cg_len = 0;
     if (cg_root >= 0) close(cg_root);
     cg_root = -1;
