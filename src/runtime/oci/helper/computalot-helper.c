@@ -198,25 +198,23 @@ struct task_spec {
 static void exec_task(const struct task_spec *t, int out_w, int err_w, int status_w, int in_cgroup) {
   struct note n = { NOTE_ERRNO, 0 };
   /* No anchor to end the tree if the helper dies: the leader goes with it (the rest of the tree stays in
-   * its cgroup, for the next helper's sweep). */
-  if (in_cgroup) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  {
-    setsid();
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
-    dup2(out_w, 1);
-    dup2(err_w, 2);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) { dup2(devnull, 0); close(devnull); }
-    if (t->mem > 0) { struct rlimit r = { t->mem, t->mem }; setrlimit(RLIMIT_AS, &r); }
-    if (t->nproc > 0) { struct rlimit r = { t->nproc, t->nproc }; setrlimit(RLIMIT_NPROC, &r); }
-    /* execvp searches the PATH of `environ`: the task's, as its own shell would. */
-    environ = t->env;
-    if (chdir(t->cwd) < 0) n.value = errno;
-    else { execvp(t->argv[0], t->argv); n.value = errno; }
-  }
+   * its cgroup, for the next helper's sweep). A helper that died before the prctl is no parent any more. */
+  if (in_cgroup && (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != self_pid)) _exit(127);
+  setsid();
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  signal(SIGPIPE, SIG_DFL);
+  dup2(out_w, 1);
+  dup2(err_w, 2);
+  int devnull = open("/dev/null", O_RDONLY);
+  if (devnull >= 0) { dup2(devnull, 0); close(devnull); }
+  if (t->mem > 0) { struct rlimit r = { t->mem, t->mem }; setrlimit(RLIMIT_AS, &r); }
+  if (t->nproc > 0) { struct rlimit r = { t->nproc, t->nproc }; setrlimit(RLIMIT_NPROC, &r); }
+  /* execvp searches the PATH of `environ`: the task's, as its own shell would. */
+  environ = t->env;
+  if (chdir(t->cwd) < 0) n.value = errno;
+  else { execvp(t->argv[0], t->argv); n.value = errno; }
   if (write(status_w, &n, sizeof n) < 0) { /* nothing left to tell it with */ }
   _exit(127);
 }
