@@ -13,6 +13,8 @@ import { call, makeAccount, type TestAccount } from '../helpers/http.js';
 import { pushFixture, submit, tasks, waitJob } from '../helpers/jobs.js';
 import { ADMIN_TOKEN, spawnServer, startTestServer, type TestServer } from '../helpers/server.js';
 import { readStream } from '../helpers/sse.js';
+import { cgroupSkip } from '../helpers/processes.js';
+import { loadConfig } from '../../src/config.js';
 
 describe('a worker killed mid-task', () => {
   it('loses its lease; the task is retried on another worker and completes once', async () => {
@@ -196,6 +198,34 @@ describe('the process runtime\'s helper', () => {
     } finally {
       await srv.stop();
     }
+  });
+
+  // What the task itself sees: its own cgroup under the helper's (COMPUTALOT_TASK_CGROUPS=auto, on a host
+  // that allows it), or the server's (off: an anchor keeps the tree instead).
+  for (const setting of ['auto', 'off'] as const) {
+    it(`COMPUTALOT_TASK_CGROUPS=${setting}: the task ${setting === 'auto' ? 'runs in a cgroup of its own' : 'stays in the server\'s cgroup'}`, { skip: setting === 'auto' && cgroupSkip() }, async () => {
+      const srv = await startTestServer({ COMPUTALOT_LOCAL_WORKERS: '1', COMPUTALOT_TASK_CGROUPS: setting });
+      try {
+        const acc = await makeAccount(srv.url, `cg${setting}`);
+        await pushFixture(srv.url, acc.member, 'p');
+        const job = await submit(srv.url, acc.member, {
+          project: 'p', runner_command: ['sh', '-c', 'printf \'{"cgroup": "%s"}\\n\' "$(grep ^0:: /proc/self/cgroup)"'],
+        });
+        const done = await waitJob(srv.url, acc.member, job.id);
+        assert.equal(done.status, 'completed', JSON.stringify(done));
+        const results = await call(srv.url, 'GET', `/api/v1/results/${job.id}`, { token: acc.member });
+        const cgroup = String(results.body.aggregate_result.cgroup);
+        assert.match(cgroup, /^0::/);
+        if (setting === 'auto') assert.match(cgroup, /\/computalot-helper-\d+\/t\d+$/);
+        else assert.doesNotMatch(cgroup, /computalot-helper/);
+      } finally {
+        await srv.stop();
+      }
+    });
+  }
+
+  it('refuses a COMPUTALOT_TASK_CGROUPS it does not know, naming the allowed values', () => {
+    assert.throws(() => loadConfig({ COMPUTALOT_TASK_CGROUPS: 'maybe' }), /COMPUTALOT_TASK_CGROUPS=maybe must be one of auto, off/);
   });
 });
 
