@@ -63,6 +63,9 @@ export async function startServer(config: Config, opts: { logger?: boolean | obj
         : new ProcessRuntime({
           helperDir: join(config.dataDir, 'work'),
           taskCgroups: config.taskCgroups === 'auto',
+          onTreeMode: (mode) => app.log.info(mode === 'cgroup'
+            ? 'process runtime: each task runs in a cgroup of its own (its whole process tree is killed with cgroup.kill)'
+            : `process runtime: each task runs under an anchor process (${config.taskCgroups === 'off' ? 'COMPUTALOT_TASK_CGROUPS=off' : 'task cgroups are not usable here: they need a writable cgroup v2, as root or in a delegated subtree, and Linux 5.14 or later'})`),
           onFallback: (why) => app.log.warn(`tasks are forked by the Node spawner process instead of the helper: ${why}`),
         }),
       heartbeatMs: config.heartbeatMs,

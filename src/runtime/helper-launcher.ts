@@ -5,7 +5,7 @@
  * bench/spawn.ts`: 1,269 vs 814 `true` attempts/s, 8 at a time). Same protocol as inside a sandbox.
  *
  * Invariants (the Launcher's, launcher.ts):
- * - The helper starts on the first `launch`, with an empty environment (the server's env holds secrets;
+ * - The helper starts on `warm` or the first `launch`, with an empty environment (the server's env holds secrets;
  *   every task gets exactly its spec's env), and again on the first `launch` after it died.
  * - A task leads its own session and group (setsid in the helper); stdin is /dev/null. It runs in a cgroup
  *   of its own where the host lets the helper make one (`cgroups`, default on), else under an anchor, a
@@ -38,20 +38,21 @@ export class HelperLauncher implements Launcher {
 
   /**
    * `binDir`: a work dir the compiled helper may live under (`<binDir>/oci/bin/`). `cgroups`: let the helper
-   * put each task in a cgroup of its own when it can (COMPUTALOT_TASK_CGROUPS).
+   * put each task in a cgroup of its own when it can (COMPUTALOT_TASK_CGROUPS). `onTreeMode`: told how each
+   * helper it starts keeps task trees (an operator learns whether cgroups were usable).
    */
   constructor(
     private readonly binDir: string,
-    private readonly onFallback: (why: string) => void = () => undefined,
-    private readonly cgroups = true,
+    private readonly opts: { onFallback?: (why: string) => void; cgroups?: boolean; onTreeMode?: (mode: 'cgroup' | 'anchor') => void } = {},
   ) {}
 
   private ensure(): Promise<HelperChannel> {
     if (!this.channel) {
-      const pending = helperBinary(this.binDir).then((bin) => HelperChannel.start(bin, this.cgroups ? ['--cgroups'] : [], {}));
+      const pending = helperBinary(this.binDir).then((bin) => HelperChannel.start(bin, this.opts.cgroups === false ? [] : ['--cgroups'], {}));
       this.channel = pending;
       pending.then((channel) => {
         this.current = channel;
+        this.opts.onTreeMode?.(channel.treeMode);
         void channel.ended.then(() => { if (this.channel === pending) this.channel = null; });
       }, () => { if (this.channel === pending) this.channel = null; });
     }
@@ -112,7 +113,7 @@ export class HelperLauncher implements Launcher {
       // No helper (no C compiler): the Node spawner from now on, this task included.
       if (!this.fallback) {
         this.fallback = new SpawnerLauncher();
-        this.onFallback(error.message);
+        this.opts.onFallback?.(error.message);
       }
       delegate = this.fallback.launch(spec, onOutput);
       void delegate.started.then(setStarted);

@@ -64,6 +64,8 @@ export interface ProcessRuntimeOptions {
   onFallback?: (why: string) => void;
   /** A cgroup per task where the host allows it (default true); false keeps the anchor (helper-launcher.ts). */
   taskCgroups?: boolean;
+  /** Told how each helper started keeps task trees: `cgroup`, or `anchor` where cgroups are off or unusable. */
+  onTreeMode?: (mode: 'cgroup' | 'anchor') => void;
 }
 
 /** What the manifest asks for that this runtime does not do, as sentences for status. */
@@ -106,7 +108,11 @@ export class ProcessRuntime implements Runtime {
     this.revisions = new RevisionCache(options.unpack);
     this.launcher = options.spawner === 'inline' ? new InlineLauncher()
       : options.spawner === 'process' ? new SpawnerLauncher()
-        : new HelperLauncher(options.helperDir ?? join(tmpdir(), 'computalot-helper'), options.onFallback, options.taskCgroups ?? true);
+        : new HelperLauncher(options.helperDir ?? join(tmpdir(), 'computalot-helper'), {
+          ...(options.onFallback ? { onFallback: options.onFallback } : {}),
+          ...(options.onTreeMode ? { onTreeMode: options.onTreeMode } : {}),
+          cgroups: options.taskCgroups ?? true,
+        });
     this.attemptOptions = {
       killGraceMs: options.killGraceMs ?? DEFAULT_KILL_GRACE_MS,
       drainMs: options.drainMs ?? 1_000,

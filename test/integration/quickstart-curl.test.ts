@@ -13,6 +13,7 @@ import { testDatabase, type TestDatabase } from '../helpers/db.js';
 import { call } from '../helpers/http.js';
 import { ociOnly, recordBuiltImages } from '../helpers/oci.js';
 import { ADMIN_TOKEN, ROOT, spawnServer, type SpawnedServer } from '../helpers/server.js';
+import { cgroupSkip } from '../helpers/processes.js';
 
 const run = promisify(execFile);
 
@@ -91,6 +92,11 @@ for (const runtime of ['process', 'oci'] as const) describe(`README walk-through
     const again = await run('curl', ['-sS', `${server.url}/api/v1/projects/my-project/push`, '-X', 'POST',
       '-H', `Authorization: Bearer ${ADMIN_TOKEN}`, '--data-binary', '@code.tar.gz'], { cwd: workDir });
     assert.equal(JSON.parse(again.stdout).unchanged, true);
+
+    if (runtime === 'process' && !cgroupSkip()) {
+      // The log says how task trees are kept, so an operator knows whether cgroups were usable.
+      assert.match(server.output(), /process runtime: each task runs in a cgroup of its own/);
+    }
 
     if (runtime === 'oci') {
       // The task ran inside gVisor: its kernel is gVisor's fake 4.4.0, not the host's.
