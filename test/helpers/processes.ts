@@ -1,5 +1,6 @@
 /** Process checks shared by tests that prove a task's whole process tree is gone. */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 /** A live process: present in /proc and not a zombie waiting for its parent (or pid 1) to reap it. */
 export function alive(pid: number): boolean {
@@ -19,6 +20,13 @@ export function alive(pid: number): boolean {
 export function cgroupSkip(): string | false {
   if (process.env.COMPUTALOT_REQUIRE_ALL === '1') return false;
   if (process.getuid?.() !== 0) return 'task cgroups need root (or a delegated cgroup2 subtree); the anchor mode is tested instead';
-  const mounted = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((line) => line.includes(' - cgroup2 '));
-  return mounted ? false : 'no cgroup2 mount: task cgroups are not available here';
+  const mount = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((line) => line.includes(' - cgroup2 '))?.split(' ')[4];
+  if (!mount) return 'no cgroup2 mount: task cgroups are not available here';
+  const own = readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((line) => line.startsWith('0::'))?.slice(3) ?? '/';
+  try {
+    accessSync(join(mount, own), constants.W_OK);
+    return false;
+  } catch {
+    return `this process's cgroup (${join(mount, own)}) is not writable: task cgroups are not available here`;
+  }
 }
