@@ -28,9 +28,14 @@ interface Ran {
 /** A shell that leaves its session and is orphaned (setsid in a child that exits), printing its pid. */
 const ESCAPE = 'python3 -c \'import os\nif os.fork() == 0:\n  os.setsid()\n  if os.fork() == 0: os.execvp("sh", ["sh", "-c", "echo pid $$; exec sleep 1003"])\n  os._exit(0)\nos.wait()\'';
 
+/** Where cgroup2 is mounted (e.g. /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host). */
+function cgroupMount(): string {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((line) => line.includes(' - cgroup2 '))!.split(' ')[4]!;
+}
+
 /** The helper's cgroup folders (task-cgroup.h): `<cgroup2 mount><its own cgroup>/computalot-helper-<pid>`. */
 function helperCgroup(pid: number): string {
-  const mount = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((line) => line.includes(' - cgroup2 '))!.split(' ')[4]!;
+  const mount = cgroupMount();
   const own = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((line) => line.startsWith('0::'))!.slice(3);
   return join(mount, own, `computalot-helper-${pid}`);
 }
@@ -182,6 +187,36 @@ for (const mode of ['anchor', 'cgroup'] as const) describe(`the sandbox helper a
     for (let i = 0; i < 5; i += 1) {
       const next = await start(`k${i + 2}`, await spec(['sh', '-c', `echo ${i}`]));
       assert.deepEqual([next.exit, next.stdout], [{ code: 0, signal: null }, `${i}\n`], `task ${i + 1} after the kill`);
+    }
+  });
+
+  it('a task that signals its parent (kill -TERM $PPID, HUP, USR1) does not end the helper or other tasks', async () => {
+    let otherPid = 0;
+    const other = start('pp0', await spec(['sh', '-c', 'echo "pid $$"; sleep 100']), (pid) => { otherPid = pid; });
+    for (const sig of ['TERM', 'HUP', 'USR1']) {
+      const ran = await start(`pp-${sig}`, await spec(['sh', '-c', `kill -${sig} $PPID; sleep 0.1; echo alive`]));
+      assert.deepEqual([ran.exit, ran.stdout], [{ code: 0, signal: null }, 'alive\n'], `after kill -${sig} $PPID`);
+    }
+    assert.equal(channel.alive, true);
+    assert.ok(otherPid > 0 && alive(otherPid), 'the other task still runs');
+    channel.kill('pp0', 9);
+    assert.equal((await other).exit?.signal, 9);
+  });
+
+  if (mode === 'cgroup') it('a task that writes its own cgroup.kill, or makes sub-cgroups, spoils nothing for later tasks', async () => {
+    const own = `cg="${cgroupMount()}$(sed -n "s/^0:://p" /proc/self/cgroup)"`;
+    // Alone: the task is dead by the time the helper reaps it, so the helper never sees a tree to kill.
+    const selfKill = await start('sk1', await spec(['sh', '-c', `${own}; echo 1 > "$cg/cgroup.kill"; sleep 5`]));
+    assert.equal(selfKill.exit?.signal, 9);
+    // A child in a sub-cgroup the task made: K 15 reaches it there too (its trap answers).
+    let killed = false;
+    const nested = await start('sk2', await spec(['sh', '-c', `${own}; mkdir "$cg/sub"; sh -c 'echo $$ > "$0/sub/cgroup.procs"; trap "echo sub-term; exit 0" TERM; echo "pid $$"; while :; do sleep 0.05; done' "$cg" & wait`]), undefined, (stdout) => {
+      if (!killed && /pid \d+/.test(stdout)) { killed = true; channel.kill('sk2', 15); }
+    });
+    assert.match(nested.stdout, /sub-term/, 'the process in the sub-cgroup got the SIGTERM');
+    for (let i = 0; i < 5; i += 1) {
+      const next = await start(`sk${i + 3}`, await spec(['sh', '-c', `echo ${i}`]));
+      assert.deepEqual([next.exit, next.stdout], [{ code: 0, signal: null }, `${i}\n`], `task ${i + 1} after the self-kill and the sub-cgroup`);
     }
   });
 

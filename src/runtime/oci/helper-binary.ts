@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 
 const SOURCE = join(dirname(fileURLToPath(import.meta.url)), 'helper', 'computalot-helper.c');
 /** Files the source includes: part of the binary's name, so a change to one builds a new binary. */
-const INCLUDED = ['proc-tree.h', 'anchor.h', 'task-cgroup.h'].map((name) => join(dirname(SOURCE), name));
+const INCLUDED = ['proc-tree.h', 'anchor.h', 'task-cgroup.h', 'task-start.h'].map((name) => join(dirname(SOURCE), name));
 
 const compiling = new Map<string, Promise<string>>();
 

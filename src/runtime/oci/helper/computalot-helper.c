@@ -97,7 +97,7 @@ struct proc {
 
 /* What the anchor writes: tagged, since the anchor (pid) and the task (exec errno) share the status pipe. */
 struct note { int tag; int value; };
-enum { NOTE_PID = 1, NOTE_ERRNO = 2 };
+enum { NOTE_PID = 1, NOTE_ERRNO = 2, NOTE_EXEC = 3 /* about to exec (cgroup mode: it got that far) */ };
 /* The anchor's report on its control pipe: the leader's wait status, and whether descendants are left. */
 struct report { int status; int more; };
 
@@ -158,6 +158,8 @@ static void say(const char *fmt, ...) {
   emit(line, (size_t)n);
 }
 
+static void on_ignored(int sig) { (void)sig; }
+
 static void on_sigchld(int sig) {
   (void)sig;
   int saved = errno;
@@ -184,41 +186,7 @@ static struct proc *find(const char *id) {
 #include "proc-tree.h"
 #include "task-cgroup.h"
 
-/* What a task is started with, parsed from its I frame. */
-struct task_spec {
-  char *cwd;
-  unsigned long long mem, nproc; /* RLIMIT_AS bytes, RLIMIT_NPROC; 0 = none */
-  char **argv;
-  char **env;                    /* complete: task_env */
-};
-
-/* The task's side of its fork, up to the exec: its own session and group, stdio on the pipes, its env and
- * limits. Why it could not exec goes to status_w as NOTE_ERRNO; a successful exec closes status_w
- * (O_CLOEXEC). Safe in a vfork child (the anchor's): it only assigns `environ` in the forker's memory. */
-static void exec_task(const struct task_spec *t, int out_w, int err_w, int status_w, int in_cgroup) {
-  struct note n = { NOTE_ERRNO, 0 };
-  /* No anchor to end the tree if the helper dies: the leader goes with it (the rest of the tree stays in
-   * its cgroup, for the next helper's sweep). A helper that died before the prctl is no parent any more. */
-  if (in_cgroup && (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != self_pid)) _exit(127);
-  setsid();
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  signal(SIGPIPE, SIG_DFL);
-  dup2(out_w, 1);
-  dup2(err_w, 2);
-  int devnull = open("/dev/null", O_RDONLY);
-  if (devnull >= 0) { dup2(devnull, 0); close(devnull); }
-  if (t->mem > 0) { struct rlimit r = { t->mem, t->mem }; setrlimit(RLIMIT_AS, &r); }
-  if (t->nproc > 0) { struct rlimit r = { t->nproc, t->nproc }; setrlimit(RLIMIT_NPROC, &r); }
-  /* execvp searches the PATH of `environ`: the task's, as its own shell would. */
-  environ = t->env;
-  if (chdir(t->cwd) < 0) n.value = errno;
-  else { execvp(t->argv[0], t->argv); n.value = errno; }
-  if (write(status_w, &n, sizeof n) < 0) { /* nothing left to tell it with */ }
-  _exit(127);
-}
-
+#include "task-start.h"
 #include "anchor.h"
 
 /* The whole tree of p: the leader's group while the leader runs (one atomic kill for most of the tree; once
@@ -229,24 +197,6 @@ static void signal_tree(struct proc *p, int sig) {
   if (p->cg >= 0) cg_signal(p->cg, sig);
   else if (p->anchor > 0) signal_descendants(p->anchor, sig);
   if (sig == SIGKILL) { p->killing = 1; p->killed_at = now_ms(); }
-}
-
-/* The task's environment: the helper's own (in a sandbox, the image's) with the spec's NAME=value over it.
- * Built before the fork: the task's side of the anchor's vfork must not allocate or setenv in shared memory. */
-static char **task_env(char **spec_env, long n) {
-  size_t own = 0;
-  while (environ[own]) own++;
-  char **env = calloc(own + (size_t)n + 1, sizeof(char *));
-  size_t k = 0;
-  for (size_t i = 0; i < own; i++) {
-    size_t name_len = strcspn(environ[i], "=");
-    int replaced = 0;
-    for (long j = 0; j < n && !replaced; j++)
-      replaced = strncmp(spec_env[j], environ[i], name_len) == 0 && spec_env[j][name_len] == '=';
-    if (!replaced) env[k++] = environ[i];
-  }
-  for (long j = 0; j < n; j++) if (strchr(spec_env[j], '=')) env[k++] = spec_env[j];
-  return env;
 }
 
 /* Takes ownership of spec (malloc'd, len bytes). */
@@ -267,25 +217,24 @@ static void start(const char *id, char *spec, size_t len) {
   for (long i = 0; i < argc; i++) t.argv[i] = f[4 + i];
   t.env = task_env(f + 5 + argc, envc);
 
-  int cg = cg_root >= 0 ? cg_take() : -1;
+  int cg = -1;
   int out[2] = { -1, -1 }, err[2] = { -1, -1 }, status_pipe[2] = { -1, -1 }, ctl[2] = { -1, -1 };
   pid_t pid = 0, anchor = 0;
   int child_errno = 0;
-  if ((cg_root >= 0 && cg < 0 && (errno = EAGAIN)) || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0
-      || pipe2(status_pipe, O_CLOEXEC) < 0 || (cg < 0 && pipe2(ctl, O_CLOEXEC | O_NONBLOCK) < 0)) {
+  if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0
+      || (cg_root < 0 && (pipe2(status_pipe, O_CLOEXEC) < 0 || pipe2(ctl, O_CLOEXEC | O_NONBLOCK) < 0))) {
     child_errno = errno;
-  } else if (cg >= 0) {
+  } else if (cg_root >= 0) {
     /* The leader is our own child, born in its cgroup: nothing sits between us. */
-    pid = cg_fork(cg);
-    if (pid == 0) exec_task(&t, out[1], err[1], status_pipe[1], 1);
-    if (pid < 0) child_errno = errno;
+    pid = start_in_cgroup(&t, out[1], err[1], &cg);
+    if (pid < 0) { child_errno = errno; pid = 0; }
   } else {
     anchor = launch_anchored(&t, out[1], err[1], status_pipe[1], ctl[1]);
     if (anchor < 0) { child_errno = errno; anchor = 0; }
   }
   int ends[] = { out[1], err[1], status_pipe[1], ctl[1] };
   for (int i = 0; i < 4; i++) if (ends[i] >= 0) close(ends[i]);
-  /* Until EOF: the anchor's NOTE_PID, and NOTE_ERRNO if the exec failed (EOF = the exec closed it). */
+  /* Anchor: until EOF, its NOTE_PID, and NOTE_ERRNO if the exec failed (EOF = the exec closed it). */
   for (; status_pipe[0] >= 0 && !child_errno && (pid > 0 || anchor > 0);) {
     struct note n;
     ssize_t got = read(status_pipe[0], &n, sizeof n);
@@ -486,6 +435,17 @@ int main(int argc, char **argv) {
   subreaper_ok = prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 && self_pid != 1;
   /* --cgroups: a cgroup per task where the host allows it (the process runtime asks; sandboxes do not). */
   if (argc > 1 && strcmp(argv[1], "--cgroups") == 0 && self_pid != 1) cg_setup();
+  /* Then the helper is each leader's parent: a task's `kill -TERM $PPID` (or HUP, USR1…), or a terminal's
+   * ^C to the server's group, must not end every task. The worker ends it by closing stdin (or SIGKILL).
+   * Handlers, not SIG_IGN: exec resets them, so tasks start with default dispositions. */
+  if (cg_root >= 0) {
+    struct sigaction quiet;
+    memset(&quiet, 0, sizeof quiet);
+    quiet.sa_handler = on_ignored;
+    quiet.sa_flags = SA_RESTART;
+    int sigs[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF };
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &quiet, NULL);
+  }
   signal(SIGPIPE, SIG_IGN);
   if (pipe2(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) < 0) return 2;
   struct sigaction sa;
@@ -493,8 +453,8 @@ int main(int argc, char **argv) {
   sa.sa_handler = on_sigchld;
   sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
   sigaction(SIGCHLD, &sa, NULL);
-  /* SIGTERM from `podman stop`: end every task, then go. */
-  signal(SIGTERM, SIG_DFL);
+  /* SIGTERM from `podman stop`: end every task, then go (as a sandbox's PID 1, or an anchor-mode helper). */
+  if (cg_root < 0) signal(SIGTERM, SIG_DFL);
 
   size_t in_cap = 1 << 16, in_used = 0;
   char *in = malloc(in_cap);

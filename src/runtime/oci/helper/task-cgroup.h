@@ -65,20 +65,42 @@ static int cg_populated_at(int dirfd) {
   return r;
 }
 
-/* SIGKILLs everything in dirfd's cgroup and below, waits up to 1 s for it to empty, removes the folders. */
+/* Folders below a cgroup: tasks may make their own (root can). Nested deeper than this, they are left. */
+#define CG_MAX_DEPTH 32
+
+/* Whether the folder has sub-folders: kernfs counts them in its link count (2 + sub-folders). */
+static int cg_has_children(int dir) {
+  struct stat st;
+  return fstat(dir, &st) == 0 && st.st_nlink > 2;
+}
+
+/* Calls visit(dir, name, depth + 1) for each sub-folder of dir. */
+static void cg_each_child(int dir, void (*visit)(int parent, const char *name, int depth), int depth) {
+  if (depth >= CG_MAX_DEPTH || !cg_has_children(dir)) return;
+  int dup_fd = dup(dir);
+  DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+  if (!d) { if (dup_fd >= 0) close(dup_fd); return; }
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_type == DT_DIR && e->d_name[0] != '.') visit(dir, e->d_name, depth + 1);
+  closedir(d);
+}
+
+/* Removes the empty cgroup `name` under parent and every folder below it, deepest first. */
+static void cg_rmdir_tree(int parent, const char *name, int depth) {
+  int dir = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) { cg_each_child(dir, cg_rmdir_tree, depth); close(dir); }
+  unlinkat(parent, name, AT_REMOVEDIR);
+}
+
+/* SIGKILLs everything in the cgroup `name` and below, waits up to 1 s for it to empty, removes the folders. */
 static void cg_remove_tree(int parent, const char *name) {
   int dir = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0) return;
   cg_write(dir, "cgroup.kill", "1");
   for (int i = 0; i < 100 && cg_populated_at(dir) == 1; i++) usleep(10000);
-  int dup_fd = dup(dir);
-  DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
-  struct dirent *e;
-  while (d && (e = readdir(d)) != NULL)
-    if (e->d_type == DT_DIR && e->d_name[0] != '.') unlinkat(dir, e->d_name, AT_REMOVEDIR);
-  if (d) closedir(d);
   close(dir);
-  unlinkat(parent, name, AT_REMOVEDIR);
+  cg_rmdir_tree(parent, name, 0);
 }
 
 /* The folders of helpers that are gone (their pid is no process any more): what they left is ended. */
@@ -137,38 +159,55 @@ static int cg_take(void) {
   return absent;
 }
 
-/* Given back only once empty (populated 0): the next task's tree starts alone. A folder that was
- * cgroup.kill'ed is removed instead, and its entry gets a new one on next need: on Linux 6.18 (measured
- * here) every process later born in it with CLONE_INTO_CGROUP is SIGKILLed at once, as if the kill were
- * still going on. */
+/* Given back only once empty (populated 0): the next task's tree starts alone. Removed instead, its entry
+ * getting a new folder on next need, when it was cgroup.kill'ed: on Linux 6.18 (measured here) every
+ * process later born in it with CLONE_INTO_CGROUP is SIGKILLed at once (the kernel compares the kill count
+ * of the forker's cgroup with the target's). A task may write cgroup.kill itself: start_in_cgroup notices
+ * that one when the next child dies before its exec. Removed too when the task left sub-folders. */
 static void cg_release(int i) {
   if (i < 0 || i >= cg_len) return;
   cgs[i].busy = 0;
-  if (!cgs[i].killed) return;
+  if (!cgs[i].killed && !cg_has_children(cgs[i].dir)) return;
   char name[32];
   snprintf(name, sizeof name, "t%u", cgs[i].name);
   close(cgs[i].dir);
   close(cgs[i].events);
   cgs[i].dir = cgs[i].events = -1;
-  unlinkat(cg_root, name, AT_REMOVEDIR); /* if this fails, the folder stays until the helper's teardown */
+  cg_rmdir_tree(cg_root, name, 0); /* what fails to go stays until the helper's teardown */
 }
 
 static int cg_populated(int i) {
   return cg_populated_fd(cgs[i].events);
 }
 
-/* Signals every process in cgroup i. SIGKILL is cgroup.kill: atomic, forks in flight included. Any other
- * signal goes to each pid cgroup.procs lists: one that forks meanwhile may leave its child unsignalled,
- * which the worker's SIGKILL at the grace deadline still reaches. */
+static int cg_sig; /* the signal cg_signal sends (a walk's callback takes no more arguments) */
+
+/* Signals each pid the folder's cgroup.procs lists. */
+static void cg_signal_procs(int dir) {
+  int fd = openat(dir, "cgroup.procs", O_RDONLY | O_CLOEXEC);
+  FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+  if (!f && fd >= 0) close(fd);
+  long pid;
+  while (f && fscanf(f, "%ld", &pid) == 1) if (pid > 0) kill((pid_t)pid, cg_sig);
+  if (f) fclose(f);
+}
+
+static void cg_signal_tree(int parent, const char *name, int depth) {
+  int dir = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return;
+  cg_signal_procs(dir);
+  cg_each_child(dir, cg_signal_tree, depth);
+  close(dir);
+}
+
+/* Signals every process in cgroup i and below. SIGKILL is cgroup.kill: atomic, forks in flight included.
+ * Any other signal goes to each pid cgroup.procs lists: one that forks meanwhile may leave its child
+ * unsignalled, which the worker's SIGKILL at the grace deadline still reaches. */
 static void cg_signal(int i, int sig) {
   if (sig == SIGKILL) { cgs[i].killed = 1; cg_write(cgs[i].dir, "cgroup.kill", "1"); return; }
-  int fd = openat(cgs[i].dir, "cgroup.procs", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  FILE *f = fdopen(fd, "r");
-  if (!f) { close(fd); return; }
-  long pid;
-  while (fscanf(f, "%ld", &pid) == 1) if (pid > 0) kill((pid_t)pid, sig);
-  fclose(f);
+  cg_sig = sig;
+  cg_signal_procs(cgs[i].dir);
+  cg_each_child(cgs[i].dir, cg_signal_tree, 0);
 }
 
 /* fork(), with the child born in cgroup i (clone3's CLONE_INTO_CGROUP, Linux 5.7). Not vfork and a write
