@@ -6,7 +6,8 @@
  *
  * Invariants (the Launcher's, launcher.ts):
  * - The helper starts on `warm` or the first `launch`, with an empty environment (the server's env holds secrets;
- *   every task gets exactly its spec's env), and again on the first `launch` after it died.
+ *   every task gets exactly its spec's env), and again on the first `launch` after it died, or at once in
+ *   cgroup mode (the new helper ends the trees the dead one left).
  * - A task leads its own session and group (setsid in the helper); stdin is /dev/null. It runs in a cgroup
  *   of its own where the host lets the helper make one (`cgroups`, default on), else under an anchor, a
  *   per-task subreaper forked by the helper: either way every descendant stays within reach (see the
@@ -35,6 +36,7 @@ export class HelperLauncher implements Launcher {
   private fallback: SpawnerLauncher | null = null;
   /** Task ids on the channel: unique per helper process, which is all the protocol needs. */
   private sequence = 0;
+  private closed = false;
 
   /**
    * `binDir`: a work dir the compiled helper may live under (`<binDir>/oci/bin/`). `cgroups`: let the helper
@@ -53,7 +55,14 @@ export class HelperLauncher implements Launcher {
       pending.then((channel) => {
         this.current = channel;
         this.opts.onTreeMode?.(channel.treeMode);
-        void channel.ended.then(() => { if (this.channel === pending) this.channel = null; });
+        const startedAt = Date.now();
+        void channel.ended.then(() => {
+          if (this.channel === pending) this.channel = null;
+          // A helper that died (SIGKILLed, its output corrupt) took its leaders along (PDEATHSIG) but left
+          // the rest of their trees in its cgroups, which the next helper's start ends: start it now, not
+          // at the next launch. Not for one that died within a second (a crash loop would spin).
+          if (!this.closed && channel.treeMode === 'cgroup' && Date.now() - startedAt >= 1_000) this.warm();
+        });
       }, () => { if (this.channel === pending) this.channel = null; });
     }
     return this.channel;
@@ -142,6 +151,7 @@ export class HelperLauncher implements Launcher {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const channel = await this.channel?.catch(() => null);
     if (channel) {
       channel.close();

@@ -418,6 +418,26 @@ for (const mode of ['cgroup', 'anchor'] as const) describe(`process runtime (${m
     }
   });
 
+  if (mode === 'cgroup') it('a helper that dies is replaced at once, and the new one ends what the dead one left', async () => {
+    const launcher = rt.launcher as HelperLauncher;
+    const run = start({ runnerCommand: [python, 'escape.py', 'sleep'] });
+    for (const until = Date.now() + 10_000; !/pid \d+/.test(text(run.seen)) && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
+    const [escaped] = pidsIn(text(run.seen));
+    assert.ok(escaped && alive(escaped));
+    const dead = launcher.pid!;
+    // The helper must have lived a second (a younger one is left to the next launch: no crash loop).
+    await new Promise((r) => setTimeout(r, 1_000));
+    process.kill(dead, 'SIGKILL');
+    await run.done();
+    for (const until = Date.now() + 5_000; alive(escaped) && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+    const left = alive(escaped);
+    if (left) process.kill(escaped, 'SIGKILL');
+    assert.equal(left, false, 'the escaped sleep outlived its dead helper, with no launch to follow');
+    // The new helper ended it during its start, before its READY: give the READY a moment to arrive.
+    for (const until = Date.now() + 5_000; !launcher.pid && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(launcher.pid && launcher.pid !== dead, 'a new helper runs');
+  });
+
   it('the leader exiting kills what it left behind in its group', async () => {
     const run = await start({ runnerCommand: ['sh', '-c', 'sleep 1000 & echo "pid $!"; exit 0'] }).done();
     assert.equal(run.outcome.exitCode, 0);
