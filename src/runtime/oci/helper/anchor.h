@@ -60,9 +60,7 @@ static void on_pdeath(int sig) { (void)sig; }
  * (nobody could report it any more). Never returns. */
 static void anchor_loop(pid_t task, pid_t helper, int ctl) {
   int orphaned = 0;
-  signal(SIGINT, SIG_IGN); /* a terminal's ^C to the server's group is not the task's end */
-  signal(SIGQUIT, SIG_IGN);
-  signal(SIGTERM, SIG_IGN);
+  /* TERM, INT (a terminal's ^C to the server's group), QUIT…: caught and ignored since the fork (quiet_signals) */
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_pdeath; /* no SA_RESTART: the blocking waitpid below returns EINTR */
@@ -98,6 +96,7 @@ static pid_t launch_anchored(const struct task_spec *t, int out_w, int err_w, in
   pid_t anchor = fork();
   if (anchor != 0) return anchor;
   signal(SIGCHLD, SIG_DFL); /* the helper's handler writes to the helper's wake-up pipe */
+  quiet_signals(); /* before the task can run: one that signals its parent at once must not end us */
   prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   /* vfork: the task runs at once on this CPU, with no page tables to copy, until its exec; the anchor
    * resumes then. What the task changes before its exec (environ) lands in the anchor's copy of the

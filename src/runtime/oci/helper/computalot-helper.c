@@ -160,6 +160,18 @@ static void say(const char *fmt, ...) {
 
 static void on_ignored(int sig) { (void)sig; }
 
+/* A task's parent must survive what a task sends its parent (`kill -TERM $PPID`, HUP, USR1…) and a
+ * terminal's ^C to the server's group: the helper in cgroup mode, each anchor from its fork on (before it
+ * reports the leader's pid). Handlers, not SIG_IGN: exec resets handlers, so tasks start with defaults. */
+static void quiet_signals(void) {
+  struct sigaction quiet;
+  memset(&quiet, 0, sizeof quiet);
+  quiet.sa_handler = on_ignored;
+  quiet.sa_flags = SA_RESTART;
+  int sigs[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF };
+  for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &quiet, NULL);
+}
+
 static void on_sigchld(int sig) {
   (void)sig;
   int saved = errno;
@@ -435,17 +447,8 @@ int main(int argc, char **argv) {
   subreaper_ok = prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 && self_pid != 1;
   /* --cgroups: a cgroup per task where the host allows it (the process runtime asks; sandboxes do not). */
   if (argc > 1 && strcmp(argv[1], "--cgroups") == 0 && self_pid != 1) cg_setup();
-  /* Then the helper is each leader's parent: a task's `kill -TERM $PPID` (or HUP, USR1…), or a terminal's
-   * ^C to the server's group, must not end every task. The worker ends it by closing stdin (or SIGKILL).
-   * Handlers, not SIG_IGN: exec resets them, so tasks start with default dispositions. */
-  if (cg_root >= 0) {
-    struct sigaction quiet;
-    memset(&quiet, 0, sizeof quiet);
-    quiet.sa_handler = on_ignored;
-    quiet.sa_flags = SA_RESTART;
-    int sigs[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF };
-    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &quiet, NULL);
-  }
+  /* Then the helper is each leader's parent; the worker ends it by closing stdin (or SIGKILL). */
+  if (cg_root >= 0) quiet_signals();
   signal(SIGPIPE, SIG_IGN);
   if (pipe2(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) < 0) return 2;
   struct sigaction sa;
