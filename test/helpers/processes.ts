@@ -14,7 +14,7 @@ export function alive(pid: number): boolean {
 
 /**
  * For `describe(name, { skip: cgroupSkip() }, …)`: why this host cannot give each task a cgroup (the
- * helper's `--cgroups` mode needs root and a cgroup2 mount), or false. Under COMPUTALOT_REQUIRE_ALL=1
+ * helper's `--cgroups` mode needs root, a cgroup2 mount and a writable cgroup of its own), or false. Under COMPUTALOT_REQUIRE_ALL=1
  * nothing is skipped: the tests then fail if the helper falls back to anchors.
  */
 export function cgroupSkip(): string | false {

@@ -150,6 +150,7 @@ async function leftovers(): Promise<string[]> {
   return left;
 }
 
+/** `startOn` the shared runtime; the process-tree cases shadow it with their own runtime per mode. */
 const start = startOn;
 const text = (run: Pick<Run, 'output'>) => run.output.map(([, chunk]) => chunk).join('');
 const pidsIn = (out: string) => [...out.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
