@@ -258,10 +258,11 @@ for (const mode of ['anchor', 'cgroup'] as const) describe(`the sandbox helper a
         onOutput: (chunk) => { out += chunk.toString(); const m = /pid (\d+)/.exec(out); if (m) resolve(Number(m[1])); },
       });
     });
-    assert.ok(escaped > 0);
+    assert.ok(escaped > 0 && alive(escaped));
     first.destroy();
     await first.ended;
-    assert.equal(alive(escaped), true, 'the escaped daemon outlived the SIGKILLed helper');
+    // Nothing else ends it now (it is no leader: no PDEATHSIG), but a helper another test file starts
+    // meanwhile may sweep it first: so no check here that it is still alive.
     const second = await HelperChannel.start(bin, ['--cgroups']);
     const secondFolder = helperCgroup(second.pid!);
     try {
