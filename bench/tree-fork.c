@@ -10,6 +10,7 @@
  *   vfork   no tree kept (the floor)
  *   move    vfork, the child writes "0" to its cgroup's cgroup.procs before exec (the helper's first try)
  *   clone3  the child is born in its cgroup (CLONE_INTO_CGROUP): the helper's cgroup mode
+ *   mkdir   clone3 into a cgroup made for the task and removed after it (why the helper pools them)
  *   anchor  a forked subreaper that vforks the task and reports its exit: the helper's anchor mode
  * docs/decisions.md ("A cgroup per task") has the figures and what they decided.
  */
@@ -75,6 +76,19 @@ static void one(const char *way) {
     if (pid == 0) { if (write(procs, "0", 1) != 1) _exit(126); run_true(); }
     waitpid(pid, &status, 0);
     wait_empty();
+  } else if (strcmp(way, "mkdir") == 0) {
+    if (mkdirat(cgroup, "one", 0755) < 0) exit(1);
+    int dir = openat(cgroup, "one", O_RDONLY | O_DIRECTORY);
+    int saved = events;
+    events = openat(dir, "cgroup.events", O_RDONLY);
+    pid_t pid = clone_into(dir);
+    if (pid == 0) run_true();
+    waitpid(pid, &status, 0);
+    wait_empty();
+    close(events);
+    events = saved;
+    close(dir);
+    unlinkat(cgroup, "one", AT_REMOVEDIR);
   } else if (strcmp(way, "clone3") == 0) {
     pid_t pid = clone_into(cgroup);
     if (pid == 0) run_true();
@@ -113,11 +127,12 @@ int main(int argc, char **argv) {
   cgroup = open(dir, O_RDONLY | O_DIRECTORY);
   events = openat(cgroup, "cgroup.events", O_RDONLY);
   procs = openat(cgroup, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-  const char *ways[] = { "vfork", "move", "clone3", "anchor" };
+  const char *ways[] = { "vfork", "move", "clone3", "mkdir", "anchor" };
+  const int n_ways = sizeof ways / sizeof *ways;
   printf("| way | tasks | idle ms before each | ms per task, round 1 | round 2 |\n|---|---|---|---|---|\n");
-  double per[2][4];
+  double per[2][8];
   for (int round = 0; round < 2; round++)
-    for (int w = 0; w < 4; w++) {
+    for (int w = 0; w < n_ways; w++) {
       double busy = 0;
       for (int i = 0; i < n; i++) {
         if (gap) usleep((useconds_t)gap * 1000);
@@ -127,7 +142,7 @@ int main(int argc, char **argv) {
       }
       per[round][w] = busy / n;
     }
-  for (int w = 0; w < 4; w++) printf("| %s | %d | %d | %.3f | %.3f |\n", ways[w], n, gap, per[0][w], per[1][w]);
+  for (int w = 0; w < n_ways; w++) printf("| %s | %d | %d | %.3f | %.3f |\n", ways[w], n, gap, per[0][w], per[1][w]);
   /* After cgroup.kill: is a child later born in the cgroup killed? */
   printf("\nclone3 into a cgroup after its cgroup.kill:");
   for (int round = 0; round < 3; round++) {

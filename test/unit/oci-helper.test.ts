@@ -4,14 +4,14 @@
  * podman and gVisor.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { helperBinary } from '../../src/runtime/oci/helper-binary.js';
 import { encodeSpec, HelperChannel, type ProcessHandlers } from '../../src/runtime/oci/helper-channel.js';
-import { alive, cgroupSkip } from '../helpers/processes.js';
+import { alive, cgroupMount, cgroupOf, cgroupSkip } from '../helpers/processes.js';
 
 interface Ran {
   started: number | null;
@@ -28,16 +28,9 @@ interface Ran {
 /** A shell that leaves its session and is orphaned (setsid in a child that exits), printing its pid. */
 const ESCAPE = 'python3 -c \'import os\nif os.fork() == 0:\n  os.setsid()\n  if os.fork() == 0: os.execvp("sh", ["sh", "-c", "echo pid $$; exec sleep 1003"])\n  os._exit(0)\nos.wait()\'';
 
-/** Where cgroup2 is mounted (e.g. /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host). */
-function cgroupMount(): string {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((line) => line.includes(' - cgroup2 '))!.split(' ')[4]!;
-}
-
 /** The helper's cgroup folders (task-cgroup.h): `<cgroup2 mount><its own cgroup>/computalot-helper-<pid>`. */
 function helperCgroup(pid: number): string {
-  const mount = cgroupMount();
-  const own = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((line) => line.startsWith('0::'))!.slice(3);
-  return join(mount, own, `computalot-helper-${pid}`);
+  return join(cgroupMount()!, cgroupOf(pid), `computalot-helper-${pid}`);
 }
 
 // Both ways of keeping a task's tree: an anchor per task (sandboxes; the default without --cgroups) and a
@@ -208,7 +201,7 @@ for (const mode of ['anchor', 'cgroup'] as const) describe(`the sandbox helper a
   });
 
   if (mode === 'cgroup') it('a task that writes its own cgroup.kill, or makes sub-cgroups, spoils nothing for later tasks', async () => {
-    const own = `cg="${cgroupMount()}$(sed -n "s/^0:://p" /proc/self/cgroup)"`;
+    const own = `cg="${cgroupMount()!}$(sed -n "s/^0:://p" /proc/self/cgroup)"`;
     // Alone: the task is dead by the time the helper reaps it, so the helper never sees a tree to kill.
     const selfKill = await start('sk1', await spec(['sh', '-c', `${own}; echo 1 > "$cg/cgroup.kill"; sleep 5`]));
     assert.equal(selfKill.exit?.signal, 9);
