@@ -10,7 +10,7 @@
  * The account's quotas are read once a second per account and kept meanwhile (an admin's change applies
  * within a second): a read per submit would be a round trip on PostgreSQL's dispatch path. Accounts
  * without the quota pay nothing more; those with it, a count of their own queued tasks
- * (tasks_account_queued).
+ * (tasks_group_queue, by its first column).
  */
 import { AppError } from '../core/errors.js';
 import type { RunningCap } from '../core/job-reason.js';

@@ -18,7 +18,7 @@ export function accountVerbs({ conn }: StoreContext): AccountVerbs {
     async createAccount({ name, quotas }) {
       const row = { id: newId('acc'), name, quotas: JSON.stringify(quotas), running_tasks_cap: quotas.running_tasks, created_at: nowIso() };
       // Leases lock capped accounts from now on in this process (others learn at their next lease).
-      if (quotas.running_tasks !== null) conn.leaseCaps.seen = true;
+      if (quotas.running_tasks !== null) conn.leaseHints.caps = true;
       try {
         await db.insertInto('accounts').values(row).execute();
       } catch (err) {
@@ -42,7 +42,7 @@ export function accountVerbs({ conn }: StoreContext): AccountVerbs {
       return pageOf((await q.execute()).map(toAccount), limit, (a) => a.id);
     },
     async setQuotas(accountId, quotas) {
-      if (quotas.running_tasks !== null) conn.leaseCaps.seen = true;
+      if (quotas.running_tasks !== null) conn.leaseHints.caps = true;
       await db.updateTable('accounts').set({ quotas: JSON.stringify(quotas), running_tasks_cap: quotas.running_tasks }).where('id', '=', accountId).execute();
       return this.getAccount(accountId);
     },

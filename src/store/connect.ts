@@ -18,8 +18,20 @@ import { taskProfileMigration } from './migrations/003-task-profile.js';
 import { sweepIndexesMigration } from './migrations/004-sweep-indexes.js';
 import { accountQueueIndexMigration } from './migrations/005-account-queue-index.js';
 import { runningTasksCapMigration } from './migrations/006-running-tasks-cap.js';
+import { fairShareIndexMigration } from './migrations/007-fair-share-index.js';
 
 export type DialectName = 'sqlite' | 'postgres';
+
+/**
+ * PostgreSQL: what this process's last lease saw, so that the next one runs the statement the queue needs
+ * (jobs-lease-postgres.ts). SQLite reads both on every lease; there they are not used.
+ */
+export interface LeaseHints {
+  /** An account had a running_tasks cap (a lease, or a quota set here): leases lock the capped accounts before they count. */
+  caps: boolean;
+  /** More than one (account, project) had tasks queued: leases go in the fair order (core/fair-share.ts). */
+  shared: boolean;
+}
 
 export interface Connection {
   db: Kysely<Database>;
@@ -30,11 +42,8 @@ export interface Connection {
   columnTypes: ColumnTypes | null;
   /** SQLite only: the connection's cached prepared statements, for bulk inserts in a transaction (sqlite-rows.ts). */
   sqlite: SqliteStatements | null;
-  /**
-   * PostgreSQL: whether an account had a running_tasks cap when this process last looked (a lease, or a
-   * quota set here). While one has, leases lock the capped accounts before they count (jobs-lease-postgres.ts).
-   */
-  leaseCaps: { seen: boolean };
+  /** PostgreSQL: what the last lease saw of the queue, to pick the next lease's statement (LeaseHints). */
+  leaseHints: LeaseHints;
   close(): Promise<void>;
 }
 
@@ -51,7 +60,7 @@ export async function connect(opts: { databaseUrl?: string | null; sqlitePath: s
     pool.on('error', () => undefined);
     usePreparedStatements(pool);
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    conn = { db, dialect: 'postgres', pool, columnTypes: null, sqlite: null, leaseCaps: { seen: true }, close: () => db.destroy() };
+    conn = { db, dialect: 'postgres', pool, columnTypes: null, sqlite: null, leaseHints: { caps: true, shared: false }, close: () => db.destroy() };
   } else {
     if (opts.sqlitePath !== ':memory:') mkdirSync(dirname(opts.sqlitePath), { recursive: true });
     const database = new BetterSqlite3(opts.sqlitePath);
@@ -66,7 +75,7 @@ export async function connect(opts: { databaseUrl?: string | null; sqlitePath: s
     database.pragma('foreign_keys = ON');
     const statements = withStatementCache(database);
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: statements }), plugins: [new SqliteInlinePlugin()] });
-    conn = { db, dialect: 'sqlite', pool: null, columnTypes: null, sqlite: statements, leaseCaps: { seen: false }, close: () => db.destroy() };
+    conn = { db, dialect: 'sqlite', pool: null, columnTypes: null, sqlite: statements, leaseHints: { caps: false, shared: false }, close: () => db.destroy() };
   }
   await migrate(conn);
   if (conn.dialect === 'postgres') conn.columnTypes = await loadColumnTypes(conn.db);
@@ -96,7 +105,8 @@ function withStatementCache(database: BetterSqlite3.Database) {
 
 function migrations(dialect: DialectName): Record<string, Migration> {
   return { '001-initial': initialMigration(dialect), '002-jobs': jobsMigration(dialect), '003-task-profile': taskProfileMigration(), '004-sweep-indexes': sweepIndexesMigration(),
-    '005-account-queue-index': accountQueueIndexMigration(), '006-running-tasks-cap': runningTasksCapMigration(dialect) };
+    '005-account-queue-index': accountQueueIndexMigration(), '006-running-tasks-cap': runningTasksCapMigration(dialect),
+    '007-fair-share-index': fairShareIndexMigration() };
 }
 
 async function migrate(conn: Connection): Promise<void> {

@@ -16,6 +16,13 @@ export interface LeaseRequest {
   prefetch?: number;
 }
 
+/**
+ * The (account, project) pairs with queued tasks a fair lease looks at, at most (core/fair-share.ts).
+ * Pairs past them (in id order) wait until earlier ones drain: a bound on a lease's work that a
+ * self-hosted queue is not expected to reach.
+ */
+export const MAX_FAIR_GROUPS = 256;
+
 /** A job starts running only from queued (its first lease). */
 export const TO_RUNNING_JOB = allowedFrom(JOB_TRANSITIONS, 'running');
 

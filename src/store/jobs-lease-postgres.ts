@@ -35,13 +35,14 @@ import { nowIso } from '../core/clock.js';
 import type { LeasedTask } from '../core/model.js';
 import { NOTIFY_CHANNEL } from './event-feed.js';
 import { TASK_LEASED_STATES } from '../core/states.js';
-import { LEASABLE, leasedTasks, leaseTerms, TO_RUNNING_JOB, type LeasedJob, type LeasedRow, type LeaseRequest, type LeaseTerms } from './jobs-lease-common.js';
+import { fairOrder, type FairCandidate, type HeldCount } from '../core/fair-share.js';
+import { LEASABLE, leasedTasks, leaseTerms, MAX_FAIR_GROUPS, TO_RUNNING_JOB, type LeasedJob, type LeasedRow, type LeaseRequest, type LeaseTerms } from './jobs-lease-common.js';
 import { PREPARED } from './pg-prepared.js';
 import { fixedStatement } from './pg-template.js';
 import { eventRows, type TxContext } from './tx.js';
 
 /** One row per leased task, or a single row of nulls but last_event_id when nothing was leased. */
-type Row = LeasedRow & LeasedJob & { n: string; last_event_id: number | null; skipped: string; caps: string };
+type Row = LeasedRow & LeasedJob & { n: string; last_event_id: number | null; skipped: string; caps: string; shared: boolean };
 
 /** Leases again past skipped tasks at most this many times (each round fills at least one capped account). */
 const MAX_ROUNDS = 8;
@@ -50,22 +51,106 @@ const MAX_ROUNDS = 8;
  * Locks the accounts with a running_tasks cap. The lease statement locks them too, but its snapshot is
  * taken before it waits for the lock, so two concurrent leases would both count the tasks held before
  * either committed and pass the cap together. Locked by an earlier statement of the transaction, the
- * lease's snapshot comes after the other lease's commit. Only while caps exist (Connection.leaseCaps).
+ * lease's snapshot comes after the other lease's commit. Only while caps exist (Connection.leaseHints).
  */
 export const LOCK_CAPS = sql`select id from accounts where running_tasks_cap is not null order by id for update`;
+
+/**
+ * Whether more than one (account, project) has tasks queued: the first and the last pair in
+ * tasks_group_queue (migration 007), two index probes. The plain statements take nothing then and say so
+ * (fairLease takes over); the fair one reports it too, to keep Connection.leaseHints true.
+ */
+const SHARED = sql`shared as materialized (
+      select coalesce((select row(account_id, project_id) from tasks where status = 'queued' order by account_id, project_id limit 1)
+        is distinct from (select row(account_id, project_id) from tasks where status = 'queued' order by account_id desc, project_id desc limit 1), false) as found
+    )`;
 
 /** The capped accounts as the lease reads them: the same rows, locked in the same order as LOCK_CAPS. */
 const CAPS = sql`select id, running_tasks_cap as cap from accounts where running_tasks_cap is not null order by id for update`;
 
 export async function leasePostgresInTx(t: TxContext, req: LeaseRequest, extra: number): Promise<LeasedTask[]> {
-  if (!t.leaseCaps?.seen) return leaseRounds(t, t.tx, req, extra);
-  // Two statements need a transaction: a lease on its own (inStatement) gets one.
-  if (!t.tx.isTransaction) return t.tx.transaction().execute(async (trx) => {
-    await LOCK_CAPS.execute(trx);
-    return leaseRounds(t, trx, req, extra);
-  });
-  await LOCK_CAPS.execute(t.tx);
-  return leaseRounds(t, t.tx, req, extra);
+  // The last lease found more than one (account, project) queued: the fair lease, at once.
+  if (t.leaseHints?.shared) return inTransaction(t, (tx) => fairLease(t, tx, req, extra));
+  const got = t.leaseHints?.caps ? await inTransaction(t, async (tx) => {
+    await LOCK_CAPS.execute(tx);
+    return leaseRounds(t, tx, req, extra);
+  }) : await leaseRounds(t, t.tx, req, extra);
+  // The plain statement takes nothing from a shared queue, and says it found one (readLease): the fair
+  // lease then, this once; the next leases go to it directly until it finds a single pair again.
+  if (got.length === 0 && t.leaseHints?.shared) return inTransaction(t, (tx) => fairLease(t, tx, req, extra));
+  return got;
+}
+
+/** Two statements need a transaction: a lease on its own (inStatement) gets one. */
+function inTransaction<T>(t: TxContext, fn: (tx: TxContext['tx']) => Promise<T>): Promise<T> {
+  return t.tx.isTransaction ? fn(t.tx) : t.tx.transaction().execute((trx) => fn(trx));
+}
+
+/**
+ * The fair lease (core/fair-share.ts): one statement reads each (account, project)'s next tasks and what
+ * each holds, the core orders them, and the lease statement takes those tasks in that order. The
+ * running_tasks caps are applied by the order (room = cap − held), counted after LOCK_CAPS as the plain
+ * lease does. Candidates are not locked: the lease statement's guarded update is the compare-and-set, so
+ * a task another lease took meanwhile is simply not taken here.
+ */
+async function fairLease(t: TxContext, tx: TxContext['tx'], req: LeaseRequest, extra: number): Promise<LeasedTask[]> {
+  if (t.leaseHints?.caps) await LOCK_CAPS.execute(tx);
+  const want = Math.max(0, req.slots) + extra;
+  const { rows } = await tx.executeQuery(fairQueueStatement(tx, req.profile, nowIso(), want));
+  const candidates: FairCandidate[] = [];
+  const held: HeldCount[] = [];
+  const room = new Map<string, number>();
+  let groups = 0;
+  for (const row of rows as FairRow[]) {
+    if (row.kind === 'task') candidates.push({ id: row.id!, job_id: row.job_id!, account_id: row.account_id!, project_id: row.project_id!, priority: row.priority!, available_at: row.available_at! });
+    else if (row.kind === 'held') held.push({ account_id: row.account_id!, project_id: row.project_id!, n: row.n! });
+    else if (row.kind === 'cap') room.set(row.account_id!, row.n!);
+    else groups = row.n!;
+  }
+  for (const [account, cap] of room) room.set(account, cap - held.filter((h) => h.account_id === account).reduce((sum, h) => sum + h.n, 0));
+  if (t.leaseHints) t.leaseHints.shared = groups > 1;
+  const order = fairOrder(candidates, held, want, room);
+  if (order.length === 0) return [];
+  if (t.events.length > 0 && !t.hasXid) await sql`select pg_current_xact_id()`.execute(tx);
+  const lease = leaseStatement(t, req, extra, order.map((c) => c.id), tx);
+  return lease.read((await tx.executeQuery(lease.query)).rows);
+}
+
+type FairRow = { kind: 'task' | 'held' | 'cap' | 'groups'; id: string | null; job_id: string | null; account_id: string | null; project_id: string | null; priority: number | null; available_at: string | null; n: number | null };
+
+/**
+ * What a fair lease reads, as rows of four kinds: each (account, project) with queued tasks (a skip over
+ * tasks_group_queue, one probe per pair, at most MAX_FAIR_GROUPS) with its next `want` tasks for the
+ * profile; the leased tasks held per account and project (tasks_leases); the accounts' running_tasks
+ * caps; how many pairs there were.
+ */
+function fairQueueStatement(tx: TxContext['tx'], profile: string, now: string, want: number): CompiledQuery<FairRow> {
+  return fixedStatement(tx, 'fair-queue', [profile, now, want, MAX_FAIR_GROUPS], ([profileV, at, limitV, maxGroups]) => sql<FairRow>`${sql.raw(PREPARED)}
+    with recursive grp as (
+      (select account_id, project_id, 1 as n from tasks where status = 'queued' order by account_id, project_id limit 1)
+      union all
+      select nxt.account_id, nxt.project_id, grp.n + 1 from grp cross join lateral (
+        select account_id, project_id from tasks
+        where status = 'queued' and (account_id, project_id) > (grp.account_id, grp.project_id)
+        order by account_id, project_id limit 1
+      ) nxt
+      where grp.n < ${maxGroups}
+    )
+    select 'task' as kind, c.id, c.job_id, c.account_id, c.project_id, c.priority, c.available_at, null::int as n
+    from grp cross join lateral (
+      select id, job_id, account_id, project_id, priority, available_at from tasks
+      where status = 'queued' and account_id = grp.account_id and project_id = grp.project_id
+        and profile = ${profileV} and available_at <= ${at}
+      order by priority desc, available_at, id
+      limit ${limitV}
+    ) c
+    union all
+    select 'held', null, null, account_id, project_id, null, null, count(*)::int from tasks
+    where status in (${sql.join(TASK_LEASED_STATES)}) group by account_id, project_id
+    union all
+    select 'cap', null, null, id, null, null, null, running_tasks_cap from accounts where running_tasks_cap is not null
+    union all
+    select 'groups', null, null, null, null, null, null, (select count(*)::int from grp)`);
 }
 
 /** The lease statement, again past skipped tasks (running_tasks caps) while slots are left, on `tx`. */
@@ -93,7 +178,7 @@ async function leaseRounds(t: TxContext, tx: TxContext['tx'], req: LeaseRequest,
  * leasePostgresInTx, and for a submit that pipelines it after its insert (jobs-store.ts). It takes the
  * events `t` holds (emitted earlier in the transaction); with any, `t` must already have its xid.
  */
-export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): { query: CompiledQuery<Row>; read(rows: readonly object[]): LeasedTask[] } {
+export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number, chosen: string[] | null = null, tx: TxContext['tx'] = t.tx): { query: CompiledQuery<Row>; read(rows: readonly object[]): LeasedTask[] } {
   const now = nowIso();
   const slots = Math.max(0, req.slots);
   const limit = slots + extra;
@@ -103,10 +188,19 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
   // a cap, and without them otherwise. The caps' CTEs cost the statement's dispatch ~0.7 ms here (scratch
   // runs of 200 dispatches: p50 3.9 → 4.7 ms); the plain one only counts the capped accounts, so that the
   // first lease after a cap appears (set by another process) switches this process over.
-  const capped = t.leaseCaps?.seen === true;
-  const values = [req.profile, now, limit, slots, limit + 1, req.workerId, lease.token, lease.expires, req.node, lease.reason, lease.waiting, pending];
-  const query = fixedStatement(t.tx, capped ? 'lease-capped' : 'lease', values, ([profile, at, limitV, slotsV, beyond, workerId, token, expires, node, reason, waiting, events]) => sql<Row>`${sql.raw(PREPARED)}
-    with ${capped ? sql`caps as materialized (${CAPS}),
+  // A third, for the fair lease (fairLease): the tasks it chose, in its order; caps were applied there.
+  const capped = chosen === null && t.leaseHints?.caps === true;
+  const values = [req.profile, now, limit, slots, limit + 1, req.workerId, lease.token, lease.expires, req.node, lease.reason, lease.waiting, pending, chosen ?? []];
+  const key = chosen ? 'lease-chosen' : capped ? 'lease-capped' : 'lease';
+  const query = fixedStatement(tx, key, values, ([profile, at, limitV, slotsV, beyond, workerId, token, expires, node, reason, waiting, events, ids]) => sql<Row>`${sql.raw(PREPARED)}
+    with ${SHARED},
+    ${chosen ? sql`cand as materialized (
+      select t.id, t.job_id, t.account_id, t.priority, t.available_at, c.pos from tasks t
+      join unnest(${ids}::text[]) with ordinality as c(id, pos) on c.id = t.id
+      where t.status = 'queued'
+      for update of t skip locked
+    ),
+    ranked as (select cand.*, null::bigint as room, 0::bigint as k from cand),` : capped ? sql`caps as materialized (${CAPS}),
     room as materialized (
       select caps.id as account_id, caps.cap - (select count(*) from tasks t
         where t.account_id = caps.id and t.status in (${sql.join(TASK_LEASED_STATES)})) as room
@@ -115,7 +209,7 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
     cand as materialized (
       select id, job_id, account_id, priority, available_at from tasks
       where status = 'queued' and profile = ${profile} and available_at <= ${at}
-        and account_id not in (select account_id from room where room <= 0)
+        and account_id not in (select account_id from room where room <= 0) and not (select found from shared)
       order by priority desc, available_at, id
       limit ${limitV}
       for update skip locked
@@ -126,7 +220,7 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
       from cand left join room on room.account_id = cand.account_id
     ),` : sql`cand as materialized (
       select id, job_id, account_id, priority, available_at from tasks
-      where status = 'queued' and profile = ${profile} and available_at <= ${at}
+      where status = 'queued' and profile = ${profile} and available_at <= ${at} and not (select found from shared)
       order by priority desc, available_at, id
       limit ${limitV}
       for update skip locked
@@ -134,7 +228,7 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
     ranked as (select cand.*, null::bigint as room, 0::bigint as k from cand),`}
     numbered as (
       select ranked.id, ranked.job_id, ranked.priority, ranked.available_at, j.status as job_status,
-        row_number() over (order by ranked.priority desc, ranked.available_at, ranked.id) as n
+        row_number() over (order by ${chosen ? sql`ranked.pos` : sql`ranked.priority desc, ranked.available_at, ranked.id`}) as n
       from ranked join jobs j on j.id = ranked.job_id
       where ranked.room is null or ranked.k <= ranked.room
     ),
@@ -190,7 +284,7 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
       from ev
     )
     select leased.*, j.revision_id, j.content_hash, j.env, j.timeout_s, j.checkpoint, j.runner_command as job_runner_command,
-      j.tasks_total, p.name as project, note.last_event_id,
+      j.tasks_total, p.name as project, note.last_event_id, (select found from shared) as shared,
       ${capped ? sql`(select count(*) from ranked where ranked.room is not null and ranked.k > ranked.room) as skipped,
       (select count(*) from caps) as caps` : sql`0 as skipped,
       (select count(*) from accounts where running_tasks_cap is not null) as caps`}
@@ -204,7 +298,10 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number): 
 
 function readLease(t: TxContext, lease: LeaseTerms, rows: Row[]): LeasedTask[] {
   t.lastEventId = Math.max(t.lastEventId, rows[0]?.last_event_id ?? 0);
-  if (t.leaseCaps && rows[0]) t.leaseCaps.seen = Number(rows[0].caps) > 0;
+  if (t.leaseHints && rows[0]) {
+    t.leaseHints.caps = Number(rows[0].caps) > 0;
+    t.leaseHints.shared = rows[0].shared === true;
+  }
   const taken = rows.filter((r) => r.id !== null);
   if (taken.length === 0) return [];
   t.hasXid = true;

@@ -13,8 +13,9 @@
  * one writer, so the running_tasks caps' counts read here are exact for the whole lease (candidatesOf).
  */
 import { nowIso } from '../core/clock.js';
+import { fairOrder, type FairCandidate, type HeldCount } from '../core/fair-share.js';
 import type { LeasedTask } from '../core/model.js';
-import { emitLeaseEvents, LEASABLE, leasedTasks, leaseTerms, TO_RUNNING_JOB, type LeasedJob, type LeasedRow, type LeaseRequest } from './jobs-lease-common.js';
+import { emitLeaseEvents, LEASABLE, leasedTasks, leaseTerms, MAX_FAIR_GROUPS, TO_RUNNING_JOB, type LeasedJob, type LeasedRow, type LeaseRequest } from './jobs-lease-common.js';
 import { TASK_LEASED_STATES } from '../core/states.js';
 import { stateLiterals } from './sqlite-inline.js';
 import { insertRows, type SqliteStatements } from './sqlite-rows.js';
@@ -49,8 +50,45 @@ const START_JOBS = `update jobs set status = 'running', started_at = ?, status_r
   where id in (select value from json_each(?)) and status in (${stateLiterals(TO_RUNNING_JOB)})
   returning id, account_id, project_id`;
 
+/** The first and the last (account, project) with queued tasks, through tasks_group_queue (migration 007). */
+const FIRST_GROUP = `select account_id, project_id from tasks where status = 'queued' order by account_id, project_id limit 1`;
+const LAST_GROUP = `select account_id, project_id from tasks where status = 'queued' order by account_id desc, project_id desc limit 1`;
+/** The next (account, project) with queued tasks after the given one: a skip over the same index. */
+const NEXT_GROUP = `select account_id, project_id from tasks where status = 'queued' and (account_id, project_id) > (?, ?)
+  order by account_id, project_id limit 1`;
+/** An (account, project)'s next queued tasks for the profile, in its queue order. */
+const GROUP_QUEUE = `select id, job_id, account_id, project_id, priority, available_at from tasks
+  where status = 'queued' and account_id = ? and project_id = ? and profile = ? and available_at <= ?
+  order by priority desc, available_at, id`;
+/** Leased tasks per account and project (through tasks_leases: a few per worker slot). */
+const HELD = `select account_id, project_id, count(*) as n from tasks where status in (${stateLiterals(TASK_LEASED_STATES)})
+  group by account_id, project_id`;
+
+/** Whether more than one (account, project) has tasks queued: two index probes. */
+function sharedQueue(db: SqliteStatements): boolean {
+  const first = db.prepare(FIRST_GROUP).get() as { account_id: string; project_id: string } | undefined;
+  const last = db.prepare(LAST_GROUP).get() as { account_id: string; project_id: string } | undefined;
+  return first !== undefined && last !== undefined && (first.account_id !== last.account_id || first.project_id !== last.project_id);
+}
+
+/** Up to `want` queued tasks in the fair order of core/fair-share.ts, running_tasks caps applied. */
+function fairCandidates(db: SqliteStatements, profile: string, now: string, want: number): FairCandidate[] {
+  const candidates: FairCandidate[] = [];
+  const queue = db.prepare(`${GROUP_QUEUE} limit ${Math.trunc(want)}`);
+  let group = db.prepare(FIRST_GROUP).get() as { account_id: string; project_id: string } | undefined;
+  for (let n = 0; group && n < MAX_FAIR_GROUPS; n += 1) {
+    candidates.push(...queue.all(group.account_id, group.project_id, profile, now) as FairCandidate[]);
+    group = db.prepare(NEXT_GROUP).get(group.account_id, group.project_id) as typeof group;
+  }
+  const held = db.prepare(HELD).all() as HeldCount[];
+  const caps = db.prepare(CAPS).all() as Array<{ id: string; cap: number }>;
+  const room = new Map(caps.map((c) => [c.id, c.cap - held.filter((h) => h.account_id === c.id).reduce((sum, h) => sum + h.n, 0)]));
+  return fairOrder(candidates, held, want, room);
+}
+
 /**
- * Up to `want` queued tasks in queue order. Without running_tasks caps: the tasks table alone, in the
+ * Up to `want` queued tasks in queue order. When more than one account or project has tasks queued,
+ * in the fair order instead (fairCandidates). Without running_tasks caps: the tasks table alone, in the
  * order of its queue index (migration 003), up to the LIMIT. With caps: the tasks of accounts at their
  * cap are passed over (their tasks wait; others' go ahead of them), and an account takes no more than
  * its room. When an account fills up within the window, the rest of its tasks there were skipped: the
@@ -58,6 +96,7 @@ const START_JOBS = `update jobs set status = 'running', started_at = ?, status_r
  * enough are found or the queue ends (each round fills at least one more account, so rounds are few).
  */
 function candidatesOf(db: SqliteStatements, profile: string, now: string, want: number): Candidate[] {
+  if (sharedQueue(db)) return fairCandidates(db, profile, now, want);
   const caps = db.prepare(CAPS).all() as Array<{ id: string; cap: number }>;
   if (caps.length === 0) {
     return db.prepare(`${QUEUED} order by priority desc, available_at, id limit ${Math.trunc(want)}`).all(profile, now) as Candidate[];

@@ -85,7 +85,7 @@ export function jobReads({ conn }: StoreContext) {
       const rows = await db.selectFrom('tasks').selectAll().where('job_id', '=', jobId).orderBy('idx').execute();
       return rows.map((r) => ({ ...toTask(r), output: '', payload: null }));
     },
-    // Through tasks_account_queued (its WHERE names the state as this statement does; sqlite-inline.ts).
+    // Through tasks_group_queue, its first column (its WHERE names the state as this statement does; sqlite-inline.ts).
     queuedTaskCount: (accountId: string) => accountTaskCount(accountId, ['queued']),
     // Through tasks_leases (leased tasks only, a few per worker slot), as the lease counts them.
     leasedTaskCount: (accountId: string) => accountTaskCount(accountId, TASK_LEASED_STATES),

@@ -25,7 +25,10 @@ export function jobVerbs(ctx: StoreContext): JobVerbs {
     ...jobReads(ctx),
     // Direct dispatch: the workers that reserved slots lease in the creating transaction itself, in queue
     // order (so older or higher-priority tasks still go first), saving a transaction and a wake-up.
+    // While the queue is shared between accounts or projects (Connection.leaseHints), direct leases go in
+    // the fair order, which the pipelined statements do not take (jobs-lease-postgres.ts).
     createJobs: (jobs, direct = []) => ctx.conn.dialect === 'postgres' && jobs.length > 0 && insertIsOneStatement(jobs)
+      && !(direct.length > 0 && ctx.conn.leaseHints.shared)
       ? createAndLeasePipelined(ctx, jobs, direct)
       : createAndLeaseInTx(ctx, jobs, direct),
     cancelJob: (jobId, reason) => inTx(ctx, (t) => cancelJobInTx(t, jobId, reason)),
@@ -83,12 +86,12 @@ function insertIsOneStatement(jobs: NewJob[]): boolean {
  * (NewJob.project_env), nothing is inserted and the answer is `stale`: the caller plans them again.
  */
 async function createAndLeasePipelined(ctx: StoreContext, jobs: NewJob[], direct: LeaseRequest[]) {
-  const t = new TxContext(ctx.conn.db, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes, null, ctx.conn.leaseCaps);
+  const t = new TxContext(ctx.conn.db, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes, null, ctx.conn.leaseHints);
   const { rows, outcomes } = newJobRows(jobs);
   // One lease per request, in order (the caller hands each request's tasks to the worker that made it).
   const leases = direct.map((req) => leaseStatement(t, req, Math.max(0, req.prefetch ?? 0)));
   // While accounts have running_tasks caps, the leases count after locking them (LOCK_CAPS).
-  const lock = leases.length > 0 && ctx.conn.leaseCaps.seen ? [LOCK_CAPS] : [];
+  const lock = leases.length > 0 && ctx.conn.leaseHints.caps ? [LOCK_CAPS] : [];
   const [inserted, ...rest] = await pipeline(ctx.conn.pool!, ctx.conn.db, [
     insertStatement(ctx.conn.db, ctx.conn.columnTypes!, rows, leases.length === 0, projectGuards(jobs)),
     ...lock,

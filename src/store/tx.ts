@@ -9,7 +9,7 @@
  */
 import { sql, type Kysely } from 'kysely';
 import { nowIso } from '../core/clock.js';
-import type { Connection } from './connect.js';
+import type { Connection, LeaseHints } from './connect.js';
 import type { Database } from './db-types.js';
 import { NOTIFY_CHANNEL, WORK_CHANNEL, type EventFeed } from './event-feed.js';
 import { bulkInsert, type ColumnTypes } from './pg-bulk.js';
@@ -45,8 +45,8 @@ export class TxContext {
     readonly columnTypes: ColumnTypes | null = null,
     /** SQLite, inside a transaction: the connection's statements, for bulk inserts (sqlite-rows.ts). */
     readonly sqlite: SqliteStatements | null = null,
-    /** PostgreSQL: whether leases must lock capped accounts first (Connection.leaseCaps). */
-    readonly leaseCaps: { seen: boolean } | null = null,
+    /** PostgreSQL: what the last lease saw of the queue (Connection.leaseHints). */
+    readonly leaseHints: LeaseHints | null = null,
   ) {}
   emit(event: EventInput): void {
     this.events.push(event);
@@ -68,7 +68,7 @@ export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T
   let lastId = 0;
   let work = false;
   const value = await ctx.conn.db.transaction().execute(async (tx) => {
-    const t = new TxContext(tx, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes, ctx.conn.sqlite, ctx.conn.leaseCaps);
+    const t = new TxContext(tx, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes, ctx.conn.sqlite, ctx.conn.leaseHints);
     const result = await fn(t);
     work = t.workAdded;
     const notifyWork = work && !t.workNotified;
@@ -92,7 +92,7 @@ export async function inTx<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T
  * does: that is a bug, and the statements have committed by then).
  */
 export async function inStatement<T>(ctx: StoreContext, fn: (t: TxContext) => Promise<T>): Promise<T> {
-  const t = new TxContext(ctx.conn.db, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes, null, ctx.conn.leaseCaps);
+  const t = new TxContext(ctx.conn.db, ctx.conn.dialect, ctx.leaseSeconds, ctx.conn.columnTypes, null, ctx.conn.leaseHints);
   const result = await fn(t);
   if (t.events.length > 0 || (t.workAdded && !t.workNotified)) {
     throw new Error('inStatement: the statement left events or a work NOTIFY for a commit that never comes');

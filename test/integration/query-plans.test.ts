@@ -65,7 +65,7 @@ describe('query plans of statements that run all the time (sqlite)', () => {
   it('the queued_tasks count reads only the account\'s queued tasks', async () => {
     const [counted] = await taskPlans(join(dir, 'db.sqlite'), () => store.queuedTaskCount('acc_x'));
     assert.ok(counted);
-    assert.ok(counted.plan.some((d) => /^SEARCH tasks USING (COVERING )?INDEX tasks_account_queued \(account_id=\?\)/.test(d)), counted.plan.join('; '));
+    assert.ok(counted.plan.some((d) => /^SEARCH tasks USING (COVERING )?INDEX tasks_group_queue \(account_id=\?\)/.test(d)), counted.plan.join('; '));
   });
 
   it('the sweep reads tasks only through indexes that hold what it changes (leases held, queued tasks with a deadline)', async () => {

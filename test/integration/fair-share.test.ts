@@ -1,0 +1,146 @@
+/**
+ * Fair sharing in the lease (SPEC §8, core/fair-share.ts), on each database: when more than one account or
+ * project has tasks queued, free slots go to whoever holds the fewest leased tasks, not to whoever queued
+ * first; a single project's queue keeps its plain order; caps and prefetch still hold.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, before, describe, it } from 'node:test';
+import type { AttemptReport, LeasedTask, Quotas, Worker } from '../../src/core/model.js';
+import type { CreateOutcome, NewJob, Store } from '../../src/store/port.js';
+import { openStore } from '../../src/store/sql-store.js';
+import { storeKind, testDatabase, type TestDatabase } from '../helpers/db.js';
+
+const quotas = (running: number | null): Quotas => ({ projects: null, stored_bytes: null, running_tasks: running, queued_tasks: null });
+
+describe(`fair sharing in the lease (${storeKind()})`, () => {
+  let store: Store;
+  let db: TestDatabase;
+  let dir: string;
+  let worker: Worker;
+  let seq = 0;
+  let jobs: string[] = [];
+
+  /** An account; `project(name)` gives a pushed project whose `submit(n, priority)` queues a job of n tasks. */
+  async function account(running: number | null = null) {
+    seq += 1;
+    const acc = await store.createAccount({ name: `fair${seq}`, quotas: quotas(running) });
+    const project = async (name: string) => {
+      const p = await store.createProject(acc.id, { name, remote_dir: null, description: null, env: {} });
+      seq += 1;
+      const { revision } = await store.publishRevision(p, {
+        content_hash: `sha256:${seq}`, tarball_sha256: String(seq).padStart(64, '0'), size_bytes: 10, files: [], manifest: {}, manifest_warnings: [],
+      }, 10);
+      const submit = async (tasks: number, priority = 0) => {
+        const job: NewJob = {
+          account_id: acc.id, project_id: p.id, project: p.name, revision_id: revision.id,
+          content_hash: revision.content_hash, type: 'structured_runner', priority, timeout_s: 60, queue_timeout_s: null,
+          max_attempts: 3, backoff_s: 0, checkpoint: false, runner_command: ['true'], env: {}, meta: null, variant: null,
+          profile: 'cpu', requirements: {}, reduce: null, objective: null, spec: {}, idempotency: null, tasks_total: tasks,
+          tasks: Array.from({ length: tasks }, (_, index) => ({ index, kind: 'task', payload: { index }, item: null, runner_command: null, meta: {} })),
+        };
+        const id = ((await store.createJobs([job])).outcomes[0] as CreateOutcome).job_id;
+        jobs.push(id);
+        return id;
+      };
+      return { id: p.id, submit };
+    };
+    return { id: acc.id, project };
+  }
+  const lease = (slots: number, prefetch = 0) => store.leaseTasks({ workerId: worker.id, node: worker.node, profile: 'cpu', slots, prefetch });
+  const succeeded = (task: LeasedTask): AttemptReport => ({
+    task_id: task.task_id, attempt: task.attempt, lease_token: task.lease_token, exit_code: 0, outcome: 'succeeded',
+    error: null, output: '', output_tail: '', result: null, result_quality: 1, result_warnings: [],
+    duration_ms: 1, started_at: new Date().toISOString(), finished_at: new Date().toISOString(), cold_start: null,
+  });
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'computalot-fair-'));
+    db = await testDatabase();
+    store = await openStore({ databaseUrl: db.url, sqlitePath: join(dir, 'db.sqlite') });
+    worker = await store.registerWorker({ embedded: true, profile: 'cpu', resources: {}, runtime: { kind: 'process' }, slots: 8, token_id: null });
+  });
+  after(async () => {
+    await store.close();
+    await db.drop();
+    await rm(dir, { recursive: true, force: true });
+  });
+  // Each case starts with nothing queued or held: what a case leaves is cancelled.
+  afterEach(async () => {
+    for (const id of jobs) await store.cancelJob(id, 'test done');
+    jobs = [];
+  });
+
+  it('a second account\'s tasks share the slots at once, not after the first account\'s whole queue', async () => {
+    const a = await (await account()).project('p');
+    const b = await (await account()).project('p');
+    const big = await a.submit(20);
+    // Only a's project queued: the plain order, a's first two.
+    const first = await lease(2);
+    assert.deepEqual(first.map((t) => t.job_id), [big, big]);
+    const small = await b.submit(3);
+    // a holds 2, b nothing: b catches up with a's two, then they take turns (a's older task first on the tie).
+    assert.deepEqual((await lease(4)).map((t) => t.job_id), [small, small, big, small]);
+    // The slots freed by a's first two go to a again (b has nothing left queued), in a's own order.
+    const next = await store.reportAndLease({ started: [], live: [], ended: first.map(succeeded) },
+      { workerId: worker.id, node: worker.node, profile: 'cpu', slots: 2 });
+    assert.deepEqual(next.leased.map((t) => [t.job_id, t.index]), [[big, 3], [big, 4]]);
+  });
+
+  it('alternates between accounts that hold nothing, the older queue first', async () => {
+    const a = await (await account()).project('p');
+    const b = await (await account()).project('p');
+    const ja = await a.submit(5);
+    const jb = await b.submit(5);
+    assert.deepEqual((await lease(4)).map((t) => t.job_id), [ja, jb, ja, jb]);
+  });
+
+  it('shares an account\'s slots between its projects', async () => {
+    const acc = await account();
+    const x = await acc.project('x');
+    const y = await acc.project('y');
+    const jx = await x.submit(6);
+    assert.equal((await lease(2)).length, 2);
+    const jy = await y.submit(6);
+    assert.deepEqual((await lease(4)).map((t) => t.job_id), [jy, jy, jx, jy], 'y catches up with x\'s two, then they take turns');
+  });
+
+  it('priority orders an account\'s own work, and does not pass an account holding less', async () => {
+    const a = await account();
+    const ax = await a.project('x');
+    const ay = await a.project('y');
+    const b = await (await account()).project('p');
+    const low = await ax.submit(3, 0);
+    const high = await ay.submit(2, 9);
+    const other = await b.submit(2, 0);
+    // Tied at nothing held, a's queue is older; within a its high-priority job goes first.
+    assert.deepEqual((await lease(4)).map((t) => t.job_id), [high, other, high, other]);
+    assert.deepEqual((await lease(1)).map((t) => t.job_id), [low]);
+  });
+
+  it('a capped account gets no more than its cap; the others take the rest', async () => {
+    const capped = await (await account(1)).project('p');
+    const free = await (await account()).project('p');
+    const jc = await capped.submit(5);
+    const jf = await free.submit(5);
+    assert.deepEqual((await lease(4)).map((t) => t.job_id), [jc, jf, jf, jf]);
+    assert.deepEqual((await lease(4)).map((t) => t.job_id), [jf, jf]);
+    assert.deepEqual(await lease(4), []);
+  });
+
+  it('prefetch in a shared queue continues only jobs that are running', async () => {
+    const a = await (await account()).project('p');
+    const b = await (await account()).project('p');
+    const ja = await a.submit(4);
+    assert.equal((await lease(1)).length, 1);
+    const jb = await b.submit(2);
+    const unstarted = await b.submit(2);
+    // The slot goes to b (holding nothing); then prefetch: a's running job, b's job just started, and
+    // then b's other job has not started: it stops there.
+    const got = await lease(1, 4);
+    assert.deepEqual(got.map((t) => t.job_id), [jb, ja, jb, ja]);
+    assert.equal((await store.getJob(got[0]!.account_id, unstarted))!.status, 'queued');
+  });
+});
