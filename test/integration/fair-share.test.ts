@@ -12,6 +12,9 @@ import type { AttemptReport, LeasedTask, Quotas, Worker } from '../../src/core/m
 import type { CreateOutcome, NewJob, Store } from '../../src/store/port.js';
 import { openStore } from '../../src/store/sql-store.js';
 import { storeKind, testDatabase, type TestDatabase } from '../helpers/db.js';
+import { makeAccount } from '../helpers/http.js';
+import { pushFixture, submit, waitJob } from '../helpers/jobs.js';
+import { startTestServer } from '../helpers/server.js';
 
 const quotas = (running: number | null): Quotas => ({ projects: null, stored_bytes: null, running_tasks: running, queued_tasks: null });
 
@@ -142,5 +145,28 @@ describe(`fair sharing in the lease (${storeKind()})`, () => {
     const got = await lease(1, 4);
     assert.deepEqual(got.map((t) => t.job_id), [jb, ja, jb, ja]);
     assert.equal((await store.getJob(got[0]!.account_id, unstarted))!.status, 'queued');
+  });
+});
+
+describe(`fair sharing through the API, with an embedded worker (${storeKind()})`, () => {
+  it('a one-task job of a second account runs while the first account\'s long fan-out is still queued', async () => {
+    const srv = await startTestServer({ COMPUTALOT_LOCAL_WORKERS: '1', COMPUTALOT_WORKER_SLOTS: '2' });
+    try {
+      const a = await makeAccount(srv.url, 'fair-a');
+      const b = await makeAccount(srv.url, 'fair-b');
+      await pushFixture(srv.url, a.member, 'p');
+      await pushFixture(srv.url, b.member, 'p');
+      // 20 tasks of 0.3 s on 2 slots: about 3 s of work queued ahead of b's job.
+      const big = await submit(srv.url, a.member, { project: 'p', payload: { mode: 'sleep', seconds: 0.3 }, fan_out: { items: Array.from({ length: 20 }, (_, i) => i) } });
+      await waitJob(srv.url, a.member, big.id, (j) => j.tasks.running === 2);
+      const small = await submit(srv.url, b.member, { project: 'p', payload: { mode: 'square', x: 3 } });
+      const done = await waitJob(srv.url, b.member, small.id);
+      assert.equal(done.status, 'completed');
+      const other = await waitJob(srv.url, a.member, big.id, () => true);
+      assert.ok(other.tasks.queued >= 10, `b's job took the first free slot; a still had ${other.tasks.queued} of 20 queued (FIFO would have run them all first)`);
+      await waitJob(srv.url, a.member, big.id);
+    } finally {
+      await srv.stop();
+    }
   });
 });
