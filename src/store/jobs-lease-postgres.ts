@@ -3,6 +3,9 @@
  * cost nothing in-process; here each is a network round trip, and the lease sits on both hot paths (a
  * submit's direct dispatch, and every report-and-lease of a fan-out). Same rules, written as CTEs:
  *
+ *   shared    whether more than one (account, project) has tasks queued: then the plain statements
+ *             take nothing (cand is empty) and say so, and fairLease leases instead (the `lease-chosen`
+ *             text, whose cand is the tasks the fair order chose, in that order)
  *   caps      accounts with a running_tasks cap (migration 006's partial index; none in most setups),
  *             locked, so that concurrent leases count each capped account's leased tasks one at a time
  *   room      how many more tasks each of them may hold

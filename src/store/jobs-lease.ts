@@ -6,7 +6,9 @@
  * On PostgreSQL the whole lease is one statement (jobs-lease-postgres.ts), on SQLite a few statements
  * prepared once (jobs-lease-sqlite.ts); shared parts: jobs-lease-common.ts.
  *
- * Queue order: priority (high first), then when the task became available, then id (FIFO).
+ * Queue order: priority (high first), then when the task became available, then id (FIFO), while one
+ * (account, project) has tasks queued. With more, the fair order of core/fair-share.ts: each slot to the
+ * account, then the project, holding the fewest leased tasks (docs/decisions.md, "Fair sharing").
  *
  * Prefetch: a worker running short tasks may ask for `prefetch` tasks beyond its free slots, held until a
  * slot frees (worker/agent.ts). Those come only from jobs already running (or starting in this lease) and
