@@ -73,15 +73,28 @@ const CAPS = sql`select id, running_tasks_cap as cap from accounts where running
 
 export async function leasePostgresInTx(t: TxContext, req: LeaseRequest, extra: number): Promise<LeasedTask[]> {
   // The last lease found more than one (account, project) queued: the fair lease, at once.
-  if (t.leaseHints?.shared) return inTransaction(t, (tx) => fairLease(t, tx, req, extra));
+  if (t.leaseHints?.shared) return fairLeaseOf(t, req, extra);
   const got = t.leaseHints?.caps ? await inTransaction(t, async (tx) => {
     await LOCK_CAPS.execute(tx);
     return leaseRounds(t, tx, req, extra);
   }) : await leaseRounds(t, t.tx, req, extra);
   // The plain statement takes nothing from a shared queue, and says it found one (readLease): the fair
   // lease then, this once; the next leases go to it directly until it finds a single pair again.
-  if (got.length === 0 && t.leaseHints?.shared) return inTransaction(t, (tx) => fairLease(t, tx, req, extra));
+  if (got.length === 0 && t.leaseHints?.shared) return fairLeaseOf(t, req, extra);
   return got;
+}
+
+/**
+ * The fair lease in a transaction only where it needs one: with running_tasks caps, the capped accounts
+ * are locked before their tasks are counted. Without caps its read and its lease statement need none
+ * (the lease's guarded update is the compare-and-set), and a lease on its own stays without BEGIN and COMMIT.
+ */
+function fairLeaseOf(t: TxContext, req: LeaseRequest, extra: number): Promise<LeasedTask[]> {
+  if (!t.leaseHints?.caps) return fairLease(t, t.tx, req, extra);
+  return inTransaction(t, async (tx) => {
+    await LOCK_CAPS.execute(tx);
+    return fairLease(t, tx, req, extra);
+  });
 }
 
 /** Two statements need a transaction: a lease on its own (inStatement) gets one. */
@@ -92,12 +105,11 @@ function inTransaction<T>(t: TxContext, fn: (tx: TxContext['tx']) => Promise<T>)
 /**
  * The fair lease (core/fair-share.ts): one statement reads each (account, project)'s next tasks and what
  * each holds, the core orders them, and the lease statement takes those tasks in that order. The
- * running_tasks caps are applied by the order (room = cap − held), counted after LOCK_CAPS as the plain
- * lease does. Candidates are not locked: the lease statement's guarded update is the compare-and-set, so
+ * running_tasks caps are applied by the order (room = cap − held), counted after LOCK_CAPS (fairLeaseOf)
+ * as the plain lease does. Candidates are not locked: the lease statement's guarded update is the compare-and-set, so
  * a task another lease took meanwhile is simply not taken here.
  */
 async function fairLease(t: TxContext, tx: TxContext['tx'], req: LeaseRequest, extra: number): Promise<LeasedTask[]> {
-  if (t.leaseHints?.caps) await LOCK_CAPS.execute(tx);
   const want = Math.max(0, req.slots) + extra;
   const { rows } = await tx.executeQuery(fairQueueStatement(tx, req.profile, nowIso(), want));
   const candidates: FairCandidate[] = [];

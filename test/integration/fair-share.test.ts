@@ -133,6 +133,18 @@ describe(`fair sharing in the lease (${storeKind()})`, () => {
     assert.deepEqual(await lease(4), []);
   });
 
+  it('concurrent fair leases never lease a task twice, nor take a capped account past its cap', async () => {
+    const capped = await account(3);
+    const cp = await capped.project('p');
+    const free = await (await account()).project('p');
+    await cp.submit(20);
+    await free.submit(5);
+    const got = (await Promise.all(Array.from({ length: 8 }, () => lease(2)))).flat();
+    assert.equal(new Set(got.map((t) => t.task_id)).size, got.length, 'each task leased once');
+    assert.ok(got.filter((t) => t.account_id === capped.id).length <= 3, 'the cap of 3 holds');
+    assert.ok(got.length > 0);
+  });
+
   it('prefetch in a shared queue continues only jobs that are running', async () => {
     const a = await (await account()).project('p');
     const b = await (await account()).project('p');
