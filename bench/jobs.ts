@@ -214,6 +214,25 @@ async function batchedFor10s(url: string, headers: Record<string, string>, batch
   return { jobs, seconds: (performance.now() - t0) / 1000 };
 }
 
+/** Single and batched submits to bench/bull-http.ts in front of `redis`, the rows of the submit table. */
+async function behindHttpRows(system: string, redis: Redis): Promise<Array<Array<string | number>>> {
+  const rows: Array<Array<string | number>> = [];
+  const front = await bullHttp(redis, 'submit-http');
+  // Behind HTTP: the front's process and redis-server (the load generator is not counted, as for computalot).
+  const behindHttp = (_cmdline: string, pid: number) => pid === front.pid || pid === redis.pid;
+  try {
+    const headers = { 'content-type': 'application/json' };
+    const single = await withCpu(behindHttp, () => autocannon({ url: front.url, method: 'POST', headers, body: JSON.stringify({ n: 1 }), connections: 10, duration: 10 }));
+    rows.push(submitRow(system, 'single POST, 10 connections', single.value['2xx'], single.value.duration, single.cpu, single.value.non2xx + single.value.errors));
+    const batch = JSON.stringify({ jobs: Array.from({ length: 1000 }, () => ({ n: 1 })) });
+    const viaHttp = await withCpu(behindHttp, () => batchedFor10s(`${front.url}/bulk`, headers, batch, (answer) => (answer as { ids: unknown[] }).ids.length));
+    rows.push(submitRow(system, 'POST /bulk, 1,000 per request', viaHttp.value.jobs, viaHttp.value.seconds, viaHttp.cpu, 0));
+  } finally {
+    await front.stop();
+  }
+  return rows;
+}
+
 export async function submit(): Promise<void> {
   const rows: Array<Array<string | number>> = [];
   const body = JSON.stringify({ project: 'p', runner_command: ['true'], payload: { n: 1 } });
@@ -261,27 +280,24 @@ export async function submit(): Promise<void> {
     });
     rows.push(submitRow('BullMQ 6 + Redis', 'queue.addBulk, 1,000 per call', bulks.value.jobs, bulks.value.seconds, bulks.cpu, 0));
     await b.close();
-    const front = await bullHttp(redis, 'submit-http');
-    // Behind HTTP: the front's process and redis-server (the load generator is not counted, as for computalot).
-    const behindHttp = (_cmdline: string, pid: number) => pid === front.pid || pid === redis.pid;
-    try {
-      const headers = { 'content-type': 'application/json' };
-      const single = await withCpu(behindHttp, () => autocannon({ url: front.url, method: 'POST', headers, body: JSON.stringify({ n: 1 }), connections: 10, duration: 10 }));
-      rows.push(submitRow('BullMQ 6 + Redis behind HTTP', 'single POST, 10 connections', single.value['2xx'], single.value.duration, single.cpu, single.value.non2xx + single.value.errors));
-      const batch = JSON.stringify({ jobs: Array.from({ length: 1000 }, () => ({ n: 1 })) });
-      const viaHttp = await withCpu(behindHttp, () => batchedFor10s(`${front.url}/bulk`, headers, batch, (answer) => (answer as { ids: unknown[] }).ids.length));
-      rows.push(submitRow('BullMQ 6 + Redis behind HTTP', 'POST /bulk, 1,000 per request', viaHttp.value.jobs, viaHttp.value.seconds, viaHttp.cpu, 0));
-    } finally {
-      await front.stop();
-    }
+    rows.push(...await behindHttpRows('BullMQ 6 + Redis behind HTTP', redis));
   } finally {
     redis.stop();
+  }
+  // The same front on a Redis that keeps what it accepted (AOF, fsync every second: BullMQ's advice).
+  const aofDir = await mkdtemp(join(tmpdir(), 'bench-redis-aof-'));
+  const durable = await startRedis(6394, aofDir);
+  try {
+    rows.push(...await behindHttpRows('BullMQ 6 + Redis (AOF everysec) behind HTTP', durable));
+  } finally {
+    durable.stop();
+    await rm(aofDir, { recursive: true, force: true });
   }
   await record('submits per second', 'npm run bench -- submit', [
     table(['system', 'how', 'jobs/s', 'cores busy', 'CPU µs per job', 'errors'], rows),
     '',
     'computalot: HTTP with bearer auth, each job validated, planned and committed with its job.created event (SQLite: WAL, synchronous=NORMAL, safe from a process crash; PostgreSQL: synchronous_commit on; docs/decisions.md); no worker running.',
-    'BullMQ: in-process client calls to Redis (no HTTP, no auth, in memory); "behind HTTP": bench/bull-http.ts in its own process (node:http, no auth, no validation), the same work as computalot\'s rows.',
+    'BullMQ: in-process client calls to Redis (no HTTP, no auth, in memory); "behind HTTP": bench/bull-http.ts in its own process (node:http, no auth, no validation), the same work as computalot\'s rows. "AOF everysec": Redis with an append-only file fsynced every second, as BullMQ\'s production guide recommends, so that accepted jobs survive a crash of Redis, as computalot\'s do; the other Redis rows keep jobs in memory only.',
     'Cores busy and CPU per job (/proc, user + system): computalot\'s server process, plus its PostgreSQL backends on PostgreSQL; BullMQ\'s client process (in-process rows) or its HTTP front (behind HTTP), plus redis-server. The load generator (autocannon, fetch) is not counted for either.',
     'Targets (issue 3): ≥ 3,000/s single, ≥ 20,000 jobs/s batched.',
   ].join('\n'));

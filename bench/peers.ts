@@ -8,8 +8,15 @@ import { Queue, Worker, type Job } from 'bullmq';
 
 export interface Redis { port: number; pid: number; stop(): void }
 
-export async function startRedis(port = 6392): Promise<Redis> {
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+/**
+ * A local redis-server. By default in memory only (nothing written: the kindest setting for the peer);
+ * with `aofDir`, an append-only file there fsynced every second, which BullMQ's "Going to production"
+ * guide recommends (docs.bullmq.io/guide/going-to-production): like computalot's SQLite (WAL,
+ * synchronous=NORMAL), it then keeps every accepted job through a crash of its process.
+ */
+export async function startRedis(port = 6392, aofDir: string | null = null): Promise<Redis> {
+  const persistence = aofDir ? ['--dir', aofDir, '--appendonly', 'yes', '--appendfsync', 'everysec'] : ['--appendonly', 'no'];
+  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--save', '', ...persistence], { stdio: 'ignore' });
   await sleep(400);
   return { port, pid: child.pid!, stop: () => child.kill() };
 }
