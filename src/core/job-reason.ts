@@ -3,11 +3,12 @@
  * its task counts and the live workers. Pure; finished jobs keep the reason stored when they finished.
  */
 import type { TaskCounts, Worker } from './model.js';
+import { requirementsReason } from './worker-fit.js';
 
 /** The account's running_tasks quota and its leased tasks now, when it has the quota. */
 export interface RunningCap { limit: number; leased: number }
 
-export function jobWaitReason(job: { profile: string; stored: string | null }, c: TaskCounts, live: Worker[], cap: RunningCap | null = null): string {
+export function jobWaitReason(job: { profile: string; stored: string | null; requirements?: Record<string, unknown> }, c: TaskCounts, live: Worker[], cap: RunningCap | null = null): string {
   const total = c.queued + c.preparing + c.running + c.completed + c.failed + c.cancelled;
   const eligible = live.filter((w) => w.profile === job.profile);
   const capped = cap !== null && c.queued > 0 && cap.leased >= cap.limit
@@ -20,6 +21,9 @@ export function jobWaitReason(job: { profile: string; stored: string | null }, c
   if (c.queued > 0 && eligible.length === 0) {
     return job.profile === 'cpu' ? 'waiting for a worker (none online)' : `waiting for a worker with profile ${job.profile} (none online)`;
   }
+  // Tasks are leased only by workers that meet the job's requirements (core/worker-fit.ts).
+  const unfit = c.queued > 0 && job.requirements ? requirementsReason(job.requirements, eligible) : null;
+  if (unfit) return unfit;
   if (capped) return `waiting: ${capped}`;
   if (c.queued > 0) {
     const slots = eligible.reduce((n, w) => n + w.slots, 0);

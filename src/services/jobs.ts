@@ -205,7 +205,7 @@ const FINISHED = new Set(['completed', 'partial', 'failed', 'cancelled']);
 export function jobObject(job: JobRecord & { counts: TaskCounts }, live: Worker[] | null = null, cap: RunningCap | null = null): Static<typeof JobObject> {
   const reason = FINISHED.has(job.status) || live === null
     ? job.status_reason
-    : jobWaitReason({ profile: job.profile, stored: job.status_reason }, job.counts, live, cap);
+    : jobWaitReason({ profile: job.profile, stored: job.status_reason, requirements: job.requirements }, job.counts, live, cap);
   return <Static<typeof JobObject>>{
     id: job.id, type: job.type, project: job.project, content_hash: job.content_hash, status: job.status,
     status_reason: reason, error: job.error, recommended_action: job.recommended_action,

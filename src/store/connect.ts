@@ -19,6 +19,7 @@ import { sweepIndexesMigration } from './migrations/004-sweep-indexes.js';
 import { accountQueueIndexMigration } from './migrations/005-account-queue-index.js';
 import { runningTasksCapMigration } from './migrations/006-running-tasks-cap.js';
 import { fairShareIndexMigration } from './migrations/007-fair-share-index.js';
+import { taskRequirementsMigration } from './migrations/008-task-requirements.js';
 
 export type DialectName = 'sqlite' | 'postgres';
 
@@ -106,7 +107,8 @@ function withStatementCache(database: BetterSqlite3.Database) {
 function migrations(dialect: DialectName): Record<string, Migration> {
   return { '001-initial': initialMigration(dialect), '002-jobs': jobsMigration(dialect), '003-task-profile': taskProfileMigration(), '004-sweep-indexes': sweepIndexesMigration(),
     '005-account-queue-index': accountQueueIndexMigration(), '006-running-tasks-cap': runningTasksCapMigration(dialect),
-    '007-fair-share-index': fairShareIndexMigration() };
+    '007-fair-share-index': fairShareIndexMigration(),
+    '008-task-requirements': taskRequirementsMigration(dialect) };
 }
 
 async function migrate(conn: Connection): Promise<void> {

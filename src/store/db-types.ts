@@ -51,6 +51,7 @@ export interface TasksTable {
   error: string | null; output: string; output_tail: string; latest_progress: string | null; result: string | null;
   result_quality: number | null; result_warnings: string; duration_ms: number | null; cold_start: string | null;
   node: string | null; meta: string;
+  min_cpu: number | null; min_memory_gb: number | null; min_storage_gb: number | null; min_gpu_count: number | null;
 }
 export interface AttemptsTable {
   task_id: string; attempt: number; job_id: string; worker_id: string; node: string; status: string;

@@ -8,6 +8,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { nowIso } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
+import { requirementColumns } from '../core/worker-fit.js';
 import { sql, type CompiledQuery, type Kysely, type RawBuilder } from 'kysely';
 import { bulkInsert, HOIST_MIN_ROWS, rowsSource, type ColumnTypes } from './pg-bulk.js';
 import { PREPARED } from './pg-prepared.js';
@@ -258,13 +259,13 @@ export function projectGuards(jobs: NewJob[]): ProjectGuard[] {
   return [...guards.values()];
 }
 
-export function taskRow(jobId: string, job: Pick<NewJob, 'account_id' | 'project_id' | 'priority' | 'profile'>, task: NewTask, now: string, deadline: string | null) {
+export function taskRow(jobId: string, job: Pick<NewJob, 'account_id' | 'project_id' | 'priority' | 'profile' | 'requirements'>, task: NewTask, now: string, deadline: string | null) {
   return {
     id: newId('tsk'), job_id: jobId, project_id: job.project_id, idx: task.index, status: 'queued',
     status_reason: 'waiting for a worker', created_at: now, started_at: null, finished_at: null,
     account_id: job.account_id, kind: task.kind, priority: job.priority, profile: job.profile, payload: JSON.stringify(task.payload ?? {}),
     item: JSON.stringify(task.item ?? null), runner_command: task.runner_command ? JSON.stringify(task.runner_command) : null,
     attempt: 0, available_at: now, queue_deadline: deadline, meta: JSON.stringify(task.meta ?? {}),
-    cancel_requested: 0, output: '', output_tail: '', result_warnings: '[]',
+    cancel_requested: 0, output: '', output_tail: '', result_warnings: '[]', ...requirementColumns(job.requirements),
   };
 }

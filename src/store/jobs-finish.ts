@@ -26,7 +26,7 @@ export async function taskCounts(tx: Tx | Kysely<Database>, jobId: string): Prom
 export async function finishJobIfDone(t: TxContext, jobId: string, ended: number): Promise<void> {
   const rows = await t.tx.updateTable('jobs').set((eb) => ({ tasks_open: eb('tasks_open', '-', ended) }))
     .where('id', '=', jobId)
-    .returning(['tasks_open', 'type', 'reduce', 'account_id', 'project_id', 'priority', 'profile', 'status', 'started_at']).execute();
+    .returning(['tasks_open', 'type', 'reduce', 'account_id', 'project_id', 'priority', 'profile', 'requirements', 'status', 'started_at']).execute();
   const job = rows[0];
   if (!job) return;
   if (job.type === 'map_reduce' && job.reduce && job.tasks_open === 1) {
@@ -56,7 +56,7 @@ export async function finishJobIfDone(t: TxContext, jobId: string, ended: number
 }
 
 /** Creates the reduce task unless a map was cancelled; true when the reduce is (or already was) under way. */
-async function startReduce(t: TxContext, jobId: string, job: { account_id: string; project_id: string; priority: number; profile: string }, plan: ReducePlan): Promise<boolean> {
+async function startReduce(t: TxContext, jobId: string, job: { account_id: string; project_id: string; priority: number; profile: string; requirements: string }, plan: ReducePlan): Promise<boolean> {
   const exists = await t.tx.selectFrom('tasks').select('id').where('job_id', '=', jobId).where('kind', '=', 'reduce').executeTakeFirst();
   if (exists) return true;
   const maps = await t.tx.selectFrom('tasks').select(['idx', 'status', 'result']).where('job_id', '=', jobId)
@@ -64,7 +64,8 @@ async function startReduce(t: TxContext, jobId: string, job: { account_id: strin
   if (maps.some((m) => m.status === 'cancelled')) return false;
   const payload = reducePayload(plan, maps.map((m) => ({ index: m.idx, status: m.status, result: m.result ? JSON.parse(m.result) : null })));
   const now = nowIso();
-  await t.tx.insertInto('tasks').values(taskRow(jobId, job, {
+  // The reduce runs under the job's requirements, as its maps did.
+  await t.tx.insertInto('tasks').values(taskRow(jobId, { ...job, requirements: JSON.parse(job.requirements) as Record<string, unknown> }, {
     index: plan.index, kind: 'reduce', payload, item: null, runner_command: plan.runner_command, meta: {},
   }, now, null)).execute();
   t.addWork();

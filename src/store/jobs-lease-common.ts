@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { addSeconds } from '../core/clock.js';
 import type { LeasedTask } from '../core/model.js';
+import type { Capacity } from '../core/worker-fit.js';
 import { allowedFrom, JOB_TRANSITIONS, TASK_TRANSITIONS } from '../core/states.js';
 import type { TxContext } from './tx.js';
 
@@ -14,6 +15,8 @@ export interface LeaseRequest {
   slots: number;
   /** Up to this many more, held for the slots as they free (the prefetch rules: jobs-lease.ts). */
   prefetch?: number;
+  /** What the worker offers: only tasks whose requirements it meets are leased (core/worker-fit.ts). */
+  capacity?: Capacity;
 }
 
 /**

@@ -39,6 +39,7 @@ import type { LeasedTask } from '../core/model.js';
 import { NOTIFY_CHANNEL } from './event-feed.js';
 import { TASK_LEASED_STATES } from '../core/states.js';
 import { fairOrder, type FairCandidate, type HeldCount } from '../core/fair-share.js';
+import { leaseBounds } from '../core/worker-fit.js';
 import { LEASABLE, leasedTasks, leaseTerms, MAX_FAIR_GROUPS, TO_RUNNING_JOB, type LeasedJob, type LeasedRow, type LeaseRequest, type LeaseTerms } from './jobs-lease-common.js';
 import { PREPARED } from './pg-prepared.js';
 import { fixedStatement } from './pg-template.js';
@@ -111,7 +112,7 @@ function inTransaction<T>(t: TxContext, fn: (tx: TxContext['tx']) => Promise<T>)
  */
 async function fairLease(t: TxContext, tx: TxContext['tx'], req: LeaseRequest, extra: number): Promise<LeasedTask[]> {
   const want = Math.max(0, req.slots) + extra;
-  const { rows } = await tx.executeQuery(fairQueueStatement(tx, req.profile, nowIso(), want));
+  const { rows } = await tx.executeQuery(fairQueueStatement(tx, req.profile, nowIso(), want, leaseBounds(req.capacity)));
   const candidates: FairCandidate[] = [];
   const held: HeldCount[] = [];
   const room = new Map<string, number>();
@@ -131,6 +132,13 @@ async function fairLease(t: TxContext, tx: TxContext['tx'], req: LeaseRequest, e
   return lease.read((await tx.executeQuery(lease.query)).rows);
 }
 
+/** A task's minimums against the worker's capacity (core/worker-fit.ts leaseBounds: four values). */
+function fits(bounds: readonly unknown[]) {
+  const [cpu, memory, storage, gpus] = bounds;
+  return sql`(min_cpu is null or min_cpu <= ${cpu}) and (min_memory_gb is null or min_memory_gb <= ${memory})
+        and (min_storage_gb is null or min_storage_gb <= ${storage}) and (min_gpu_count is null or min_gpu_count <= ${gpus})`;
+}
+
 type FairRow = { kind: 'task' | 'held' | 'cap' | 'groups'; id: string | null; job_id: string | null; account_id: string | null; project_id: string | null; priority: number | null; available_at: string | null; n: number | null };
 
 /**
@@ -139,8 +147,8 @@ type FairRow = { kind: 'task' | 'held' | 'cap' | 'groups'; id: string | null; jo
  * profile; the leased tasks held per account and project (tasks_leases); the accounts' running_tasks
  * caps; how many pairs there were.
  */
-function fairQueueStatement(tx: TxContext['tx'], profile: string, now: string, want: number): CompiledQuery<FairRow> {
-  return fixedStatement(tx, 'fair-queue', [profile, now, want, MAX_FAIR_GROUPS], ([profileV, at, limitV, maxGroups]) => sql<FairRow>`${sql.raw(PREPARED)}
+function fairQueueStatement(tx: TxContext['tx'], profile: string, now: string, want: number, bounds: number[]): CompiledQuery<FairRow> {
+  return fixedStatement(tx, 'fair-queue', [profile, now, want, MAX_FAIR_GROUPS, ...bounds], ([profileV, at, limitV, maxGroups, ...boundsV]) => sql<FairRow>`${sql.raw(PREPARED)}
     with recursive grp as (
       (select account_id, project_id, 1 as n from tasks where status = 'queued' order by account_id, project_id limit 1)
       union all
@@ -155,7 +163,7 @@ function fairQueueStatement(tx: TxContext['tx'], profile: string, now: string, w
     from grp cross join lateral (
       select id, job_id, account_id, project_id, priority, available_at from tasks
       where status = 'queued' and account_id = grp.account_id and project_id = grp.project_id
-        and profile = ${profileV} and available_at <= ${at}
+        and profile = ${profileV} and available_at <= ${at} and ${fits(boundsV)}
       order by priority desc, available_at, id
       limit ${limitV}
     ) c
@@ -205,9 +213,9 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number, c
   // first lease after a cap appears (set by another process) switches this process over.
   // A third, for the fair lease (fairLease): the tasks it chose, in its order; caps were applied there.
   const capped = chosen === null && t.leaseHints?.caps === true;
-  const values = [req.profile, now, limit, slots, limit + 1, req.workerId, lease.token, lease.expires, req.node, lease.reason, lease.waiting, pending, chosen ?? []];
+  const values = [req.profile, now, limit, slots, limit + 1, req.workerId, lease.token, lease.expires, req.node, lease.reason, lease.waiting, pending, chosen ?? [], ...leaseBounds(req.capacity)];
   const key = chosen ? 'lease-chosen' : capped ? 'lease-capped' : 'lease';
-  const query = fixedStatement(tx, key, values, ([profile, at, limitV, slotsV, beyond, workerId, token, expires, node, reason, waiting, events, ids]) => sql<Row>`${sql.raw(PREPARED)}
+  const query = fixedStatement(tx, key, values, ([profile, at, limitV, slotsV, beyond, workerId, token, expires, node, reason, waiting, events, ids, ...bounds]) => sql<Row>`${sql.raw(PREPARED)}
     with ${SHARED},
     ${chosen ? sql`cand as materialized (
       select t.id, t.job_id, t.account_id, t.priority, t.available_at, c.pos from tasks t
@@ -224,7 +232,7 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number, c
     cand as materialized (
       select id, job_id, account_id, priority, available_at from tasks
       where status = 'queued' and profile = ${profile} and available_at <= ${at}
-        and account_id not in (select account_id from room where room <= 0) and not (select found from shared)
+        and account_id not in (select account_id from room where room <= 0) and not (select found from shared) and ${fits(bounds)}
       order by priority desc, available_at, id
       limit ${limitV}
       for update skip locked
@@ -235,7 +243,7 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number, c
       from cand left join room on room.account_id = cand.account_id
     ),` : sql`cand as materialized (
       select id, job_id, account_id, priority, available_at from tasks
-      where status = 'queued' and profile = ${profile} and available_at <= ${at} and not (select found from shared)
+      where status = 'queued' and profile = ${profile} and available_at <= ${at} and not (select found from shared) and ${fits(bounds)}
       order by priority desc, available_at, id
       limit ${limitV}
       for update skip locked

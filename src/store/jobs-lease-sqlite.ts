@@ -14,6 +14,7 @@
  */
 import { nowIso } from '../core/clock.js';
 import { fairOrder, type FairCandidate, type HeldCount } from '../core/fair-share.js';
+import { leaseBounds } from '../core/worker-fit.js';
 import type { LeasedTask } from '../core/model.js';
 import { emitLeaseEvents, LEASABLE, leasedTasks, leaseTerms, MAX_FAIR_GROUPS, TO_RUNNING_JOB, type LeasedJob, type LeasedRow, type LeaseRequest } from './jobs-lease-common.js';
 import { TASK_LEASED_STATES } from '../core/states.js';
@@ -24,7 +25,11 @@ import type { TxContext } from './tx.js';
 type Candidate = { id: string; job_id: string; account_id: string };
 type JobRow = LeasedJob & { id: string; status: string };
 
-const QUEUED = `select id, job_id, account_id from tasks where status = 'queued' and profile = ? and available_at <= ?`;
+/** A task's minimums against the worker's capacity (core/worker-fit.ts leaseBounds: four values). */
+const FITS = `(min_cpu is null or min_cpu <= ?) and (min_memory_gb is null or min_memory_gb <= ?)
+  and (min_storage_gb is null or min_storage_gb <= ?) and (min_gpu_count is null or min_gpu_count <= ?)`;
+
+const QUEUED = `select id, job_id, account_id from tasks where status = 'queued' and profile = ? and available_at <= ? and ${FITS}`;
 
 /** Accounts with a running_tasks cap (migration 006's partial index: nothing to read when none has one). */
 const CAPS = `select id, running_tasks_cap as cap from accounts where running_tasks_cap is not null`;
@@ -58,7 +63,7 @@ const NEXT_GROUP = `select account_id, project_id from tasks where status = 'que
   order by account_id, project_id limit 1`;
 /** An (account, project)'s next queued tasks for the profile, in its queue order. */
 const GROUP_QUEUE = `select id, job_id, account_id, project_id, priority, available_at from tasks
-  where status = 'queued' and account_id = ? and project_id = ? and profile = ? and available_at <= ?
+  where status = 'queued' and account_id = ? and project_id = ? and profile = ? and available_at <= ? and ${FITS}
   order by priority desc, available_at, id`;
 /** Leased tasks per account and project (through tasks_leases: a few per worker slot). */
 const HELD = `select account_id, project_id, count(*) as n from tasks where status in (${stateLiterals(TASK_LEASED_STATES)})
@@ -72,12 +77,12 @@ function sharedQueue(db: SqliteStatements): boolean {
 }
 
 /** Up to `want` queued tasks in the fair order of core/fair-share.ts, running_tasks caps applied. */
-function fairCandidates(db: SqliteStatements, profile: string, now: string, want: number): FairCandidate[] {
+function fairCandidates(db: SqliteStatements, profile: string, now: string, bounds: number[], want: number): FairCandidate[] {
   const candidates: FairCandidate[] = [];
   const queue = db.prepare(`${GROUP_QUEUE} limit ${Math.trunc(want)}`);
   let group = db.prepare(FIRST_GROUP).get() as { account_id: string; project_id: string } | undefined;
   for (let n = 0; group && n < MAX_FAIR_GROUPS; n += 1) {
-    candidates.push(...queue.all(group.account_id, group.project_id, profile, now) as FairCandidate[]);
+    candidates.push(...queue.all(group.account_id, group.project_id, profile, now, ...bounds) as FairCandidate[]);
     group = db.prepare(NEXT_GROUP).get(group.account_id, group.project_id) as typeof group;
   }
   const held = db.prepare(HELD).all() as HeldCount[];
@@ -87,19 +92,20 @@ function fairCandidates(db: SqliteStatements, profile: string, now: string, want
 }
 
 /**
- * Up to `want` queued tasks in queue order. When more than one account or project has tasks queued,
- * in the fair order instead (fairCandidates). Without running_tasks caps: the tasks table alone, in the
+ * Up to `want` queued tasks in queue order, of those whose requirements the worker meets (`bounds`,
+ * FITS). When more than one account or project has tasks queued, in the fair order instead
+ * (fairCandidates). Without running_tasks caps: the tasks table alone, in the
  * order of its queue index (migration 003), up to the LIMIT. With caps: the tasks of accounts at their
  * cap are passed over (their tasks wait; others' go ahead of them), and an account takes no more than
  * its room. When an account fills up within the window, the rest of its tasks there were skipped: the
  * query goes again past the window, without that account and without the tasks already taken, until
  * enough are found or the queue ends (each round fills at least one more account, so rounds are few).
  */
-function candidatesOf(db: SqliteStatements, profile: string, now: string, want: number): Candidate[] {
-  if (sharedQueue(db)) return fairCandidates(db, profile, now, want);
+function candidatesOf(db: SqliteStatements, profile: string, now: string, bounds: number[], want: number): Candidate[] {
+  if (sharedQueue(db)) return fairCandidates(db, profile, now, bounds, want);
   const caps = db.prepare(CAPS).all() as Array<{ id: string; cap: number }>;
   if (caps.length === 0) {
-    return db.prepare(`${QUEUED} order by priority desc, available_at, id limit ${Math.trunc(want)}`).all(profile, now) as Candidate[];
+    return db.prepare(`${QUEUED} order by priority desc, available_at, id limit ${Math.trunc(want)}`).all(profile, now, ...bounds) as Candidate[];
   }
   const leased = new Map((db.prepare(LEASED_OF).all(JSON.stringify(caps.map((c) => c.id))) as Array<{ account_id: string; n: number }>)
     .map((r) => [r.account_id, r.n]));
@@ -109,7 +115,7 @@ function candidatesOf(db: SqliteStatements, profile: string, now: string, want: 
     const limit = Math.trunc(want - taken.length);
     const full = [...room].filter(([, r]) => r <= 0).map(([id]) => id);
     const rows = db.prepare(`${QUEUED} and account_id not in (select value from json_each(?)) and id not in (select value from json_each(?))
-      order by priority desc, available_at, id limit ${limit}`).all(profile, now, JSON.stringify(full), JSON.stringify(taken.map((c) => c.id))) as Candidate[];
+      order by priority desc, available_at, id limit ${limit}`).all(profile, now, ...bounds, JSON.stringify(full), JSON.stringify(taken.map((c) => c.id))) as Candidate[];
     let skipped = false;
     for (const row of rows) {
       const left = room.get(row.account_id);
@@ -128,7 +134,7 @@ export function leaseSqliteInTx(t: TxContext, req: LeaseRequest, extra: number):
   if (!db) throw new Error('leaseSqliteInTx: a SQLite transaction without its statements');
   const now = nowIso();
   const slots = Math.max(0, req.slots);
-  const candidates = candidatesOf(db, req.profile, now, slots + extra);
+  const candidates = candidatesOf(db, req.profile, now, leaseBounds(req.capacity), slots + extra);
   const picked = candidates.slice(0, slots);
   const later = [...new Set(candidates.slice(picked.length).map((c) => c.job_id))];
   const runningJobs = later.length === 0 ? [] : db.prepare(RUNNING_OF).all(JSON.stringify(later)) as Array<{ id: string }>;

@@ -18,6 +18,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LeasedTask, Worker } from '../core/model.js';
 import type { AttemptReport } from '../core/model.js';
+import type { Capacity } from '../core/worker-fit.js';
 import type { Prepared, Runtime, RunningAttempt } from '../runtime/port.js';
 import type { LeaseRequest, LiveUpdate, StartReport } from '../store/port.js';
 import { attemptReport, withoutNul } from './attempt-report.js';
@@ -38,6 +39,8 @@ const MAX_SLOT_WAIT_MS = 1_000;
 export interface AgentOptions {
   slots: number;
   profile: string;
+  /** What this worker offers against jobs' requirements (capacity.ts): reported, and sent with each lease. */
+  capacity?: Capacity;
   workDir: string;
   embedded: boolean;
   tokenId?: string | null;
@@ -90,7 +93,7 @@ export class WorkerAgent {
     await mkdir(join(this.opts.workDir, 'outputs'), { recursive: true });
     this.worker = await this.client.register({
       embedded: this.opts.embedded, profile: this.opts.profile, slots: this.opts.slots, token_id: this.opts.tokenId ?? null,
-      resources: { slots: this.opts.slots }, runtime: this.runtime.describe?.() ?? { kind: this.runtime.kind },
+      resources: { slots: this.opts.slots, ...this.opts.capacity }, runtime: this.runtime.describe?.() ?? { kind: this.runtime.kind },
     });
     this.runtimes.worker = this.worker;
     this.unsubscribe = this.client.onWork(() => this.pump());
@@ -166,7 +169,7 @@ export class WorkerAgent {
     const room = free + this.prefetchDepth();
     if (room <= 0) return null;
     const slots = Math.max(0, free);
-    const request = { workerId: this.worker.id, node: this.worker.node, profile: this.opts.profile, slots, prefetch: room - slots };
+    const request = { workerId: this.worker.id, node: this.worker.node, profile: this.opts.profile, slots, prefetch: room - slots, ...this.capacity() };
     this.promised += room;
     return request;
   }
@@ -181,7 +184,12 @@ export class WorkerAgent {
     const slots = Math.min(max, this.free());
     if (slots <= 0) return null;
     this.promised += slots;
-    return { workerId: this.worker.id, node: this.worker.node, profile, slots };
+    return { workerId: this.worker.id, node: this.worker.node, profile, slots, ...this.capacity() };
+  }
+
+  /** The lease request's capacity, when this worker has one (core/worker-fit.ts). */
+  private capacity(): { capacity?: Capacity } {
+    return this.opts.capacity ? { capacity: this.opts.capacity } : {};
   }
 
   acceptDirect(reserved: number, tasks: LeasedTask[]): void {

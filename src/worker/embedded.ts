@@ -10,6 +10,7 @@ import type { BlobStore } from '../store/blob-store.js';
 import type { LeasedTask } from '../core/model.js';
 import type { LeaseRequest, Store } from '../store/port.js';
 import { WorkerAgent } from './agent.js';
+import { machineCapacity } from './capacity.js';
 import { InProcessClient } from './in-process-client.js';
 
 export interface DirectSlots {
@@ -35,9 +36,10 @@ export async function startEmbeddedWorkers(opts: {
   // The first attempt should not wait for the helper's compile and start (~0.4 s of cc; over 1 s on a
   // loaded machine, which once made a test's first task miss its prefetch window).
   if (opts.count > 0) opts.runtime.warmUp?.();
+  const capacity = machineCapacity(opts.dataDir);
   for (let i = 0; i < opts.count; i += 1) {
     const agent = new WorkerAgent(client, opts.runtime, {
-      slots: opts.slots, profile: 'cpu', workDir: join(opts.dataDir, 'work'), embedded: true, log: opts.log,
+      slots: opts.slots, profile: 'cpu', capacity, workDir: join(opts.dataDir, 'work'), embedded: true, log: opts.log,
       ...(opts.prefetch !== undefined ? { prefetch: opts.prefetch } : {}),
       ...(opts.heartbeatMs ? { heartbeatMs: opts.heartbeatMs } : {}),
     });
