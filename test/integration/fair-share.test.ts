@@ -4,24 +4,19 @@
  * first; a single project's queue keeps its plain order; caps and prefetch still hold.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import type { AttemptReport, LeasedTask, Quotas, Worker } from '../../src/core/model.js';
-import type { CreateOutcome, NewJob, Store } from '../../src/store/port.js';
-import { openStore } from '../../src/store/sql-store.js';
-import { storeKind, testDatabase, type TestDatabase } from '../helpers/db.js';
+import type { Quotas, Worker } from '../../src/core/model.js';
+import type { CreateOutcome, Store } from '../../src/store/port.js';
+import { storeKind } from '../helpers/db.js';
 import { makeAccount } from '../helpers/http.js';
 import { pushFixture, submit, waitJob } from '../helpers/jobs.js';
 import { startTestServer } from '../helpers/server.js';
+import { storeJob, testStore, succeededReport } from '../helpers/store-jobs.js';
 
 const quotas = (running: number | null): Quotas => ({ projects: null, stored_bytes: null, running_tasks: running, queued_tasks: null });
 
 describe(`fair sharing in the lease (${storeKind()})`, () => {
   let store: Store;
-  let db: TestDatabase;
-  let dir: string;
   let worker: Worker;
   let seq = 0;
   let jobs: string[] = [];
@@ -37,14 +32,7 @@ describe(`fair sharing in the lease (${storeKind()})`, () => {
         content_hash: `sha256:${seq}`, tarball_sha256: String(seq).padStart(64, '0'), size_bytes: 10, files: [], manifest: {}, manifest_warnings: [],
       }, 10);
       const submit = async (tasks: number, priority = 0) => {
-        const job: NewJob = {
-          account_id: acc.id, project_id: p.id, project: p.name, revision_id: revision.id,
-          content_hash: revision.content_hash, type: 'structured_runner', priority, timeout_s: 60, queue_timeout_s: null,
-          max_attempts: 3, backoff_s: 0, checkpoint: false, runner_command: ['true'], env: {}, meta: null, variant: null,
-          profile: 'cpu', requirements: {}, reduce: null, objective: null, spec: {}, idempotency: null, tasks_total: tasks,
-          tasks: Array.from({ length: tasks }, (_, index) => ({ index, kind: 'task', payload: { index }, item: null, runner_command: null, meta: {} })),
-        };
-        const id = ((await store.createJobs([job])).outcomes[0] as CreateOutcome).job_id;
+        const id = ((await store.createJobs([storeJob(p, revision, { tasks, priority })])).outcomes[0] as CreateOutcome).job_id;
         jobs.push(id);
         return id;
       };
@@ -53,23 +41,13 @@ describe(`fair sharing in the lease (${storeKind()})`, () => {
     return { id: acc.id, project };
   }
   const lease = (slots: number, prefetch = 0) => store.leaseTasks({ workerId: worker.id, node: worker.node, profile: 'cpu', slots, prefetch });
-  const succeeded = (task: LeasedTask): AttemptReport => ({
-    task_id: task.task_id, attempt: task.attempt, lease_token: task.lease_token, exit_code: 0, outcome: 'succeeded',
-    error: null, output: '', output_tail: '', result: null, result_quality: 1, result_warnings: [],
-    duration_ms: 1, started_at: new Date().toISOString(), finished_at: new Date().toISOString(), cold_start: null,
-  });
-
+  let opened: Awaited<ReturnType<typeof testStore>>;
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'computalot-fair-'));
-    db = await testDatabase();
-    store = await openStore({ databaseUrl: db.url, sqlitePath: join(dir, 'db.sqlite') });
+    opened = await testStore('computalot-fair-');
+    ({ store } = opened);
     worker = await store.registerWorker({ embedded: true, profile: 'cpu', resources: {}, runtime: { kind: 'process' }, slots: 8, token_id: null });
   });
-  after(async () => {
-    await store.close();
-    await db.drop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => opened.close());
   // Each case starts with nothing queued or held: what a case leaves is cancelled.
   afterEach(async () => {
     for (const id of jobs) await store.cancelJob(id, 'test done');
@@ -87,7 +65,7 @@ describe(`fair sharing in the lease (${storeKind()})`, () => {
     // a holds 2, b nothing: b catches up with a's two, then they take turns (a's older task first on the tie).
     assert.deepEqual((await lease(4)).map((t) => t.job_id), [small, small, big, small]);
     // The slots freed by a's first two go to a again (b has nothing left queued), in a's own order.
-    const next = await store.reportAndLease({ started: [], live: [], ended: first.map(succeeded) },
+    const next = await store.reportAndLease({ started: [], live: [], ended: first.map(succeededReport) },
       { workerId: worker.id, node: worker.node, profile: 'cpu', slots: 2 });
     assert.deepEqual(next.leased.map((t) => [t.job_id, t.index]), [[big, 3], [big, 4]]);
   });

@@ -4,20 +4,18 @@
  * worker can take waits with a reason that says so, and a migrated queue gets its jobs' minimums.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { Capacity } from '../../src/core/worker-fit.js';
 import type { Worker } from '../../src/core/model.js';
-import type { CreateOutcome, NewJob, Store } from '../../src/store/port.js';
+import type { CreateOutcome, Store } from '../../src/store/port.js';
 import { connect } from '../../src/store/connect.js';
 import { backfillQueuedRequirements } from '../../src/store/migrations/008-task-requirements.js';
-import { openStore } from '../../src/store/sql-store.js';
-import { storeKind, testDatabase, type TestDatabase } from '../helpers/db.js';
+import { storeKind, type TestDatabase } from '../helpers/db.js';
 import { call, makeAccount } from '../helpers/http.js';
 import { pushFixture, submit, waitJob } from '../helpers/jobs.js';
 import { startTestServer } from '../helpers/server.js';
+import { storeJob, testStore } from '../helpers/store-jobs.js';
 
 const noQuotas = { projects: null, stored_bytes: null, running_tasks: null, queued_tasks: null };
 const small: Capacity = { cpu: 2, memory_gb: 4, storage_gb: 10, gpu_count: 0 };
@@ -39,14 +37,7 @@ describe(`placement by requirements in the lease (${storeKind()})`, () => {
       content_hash: `sha256:r${seq}`, tarball_sha256: String(seq).padStart(64, '0'), size_bytes: 10, files: [], manifest: {}, manifest_warnings: [],
     }, 10);
     return async (requirements: Record<string, number>, tasks = 1) => {
-      const job: NewJob = {
-        account_id: acc.id, project_id: p.id, project: p.name, revision_id: revision.id,
-        content_hash: revision.content_hash, type: 'structured_runner', priority: 0, timeout_s: 60, queue_timeout_s: null,
-        max_attempts: 3, backoff_s: 0, checkpoint: false, runner_command: ['true'], env: {}, meta: null, variant: null,
-        profile: 'cpu', requirements, reduce: null, objective: null, spec: {}, idempotency: null, tasks_total: tasks,
-        tasks: Array.from({ length: tasks }, (_, index) => ({ index, kind: 'task', payload: {}, item: null, runner_command: null, meta: {} })),
-      };
-      const id = ((await store.createJobs([job])).outcomes[0] as CreateOutcome).job_id;
+      const id = ((await store.createJobs([storeJob(p, revision, { tasks, requirements })])).outcomes[0] as CreateOutcome).job_id;
       jobs.push(id);
       return id;
     };
@@ -54,17 +45,13 @@ describe(`placement by requirements in the lease (${storeKind()})`, () => {
   const lease = (slots: number, capacity?: Capacity) =>
     store.leaseTasks({ workerId: worker.id, node: worker.node, profile: 'cpu', slots, ...(capacity ? { capacity } : {}) });
 
+  let opened: Awaited<ReturnType<typeof testStore>>;
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'computalot-req-'));
-    db = await testDatabase();
-    store = await openStore({ databaseUrl: db.url, sqlitePath: join(dir, 'db.sqlite') });
+    opened = await testStore('computalot-req-');
+    ({ store, db, dir } = opened);
     worker = await store.registerWorker({ embedded: true, profile: 'cpu', resources: { ...small }, runtime: { kind: 'process' }, slots: 4, token_id: null });
   });
-  after(async () => {
-    await store.close();
-    await db.drop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => opened.close());
   afterEach(async () => {
     for (const id of jobs) await store.cancelJob(id, 'test done');
     jobs = [];

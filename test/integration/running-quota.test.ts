@@ -4,14 +4,13 @@
  * and concurrent leases never take an account past its cap.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { AttemptReport, LeasedTask, Quotas, Worker } from '../../src/core/model.js';
-import type { CreateOutcome, NewJob, Store } from '../../src/store/port.js';
+import type { LeasedTask, Quotas, Worker } from '../../src/core/model.js';
+import type { CreateOutcome, Store } from '../../src/store/port.js';
 import { openStore } from '../../src/store/sql-store.js';
-import { storeKind, testDatabase, type TestDatabase } from '../helpers/db.js';
+import { storeKind, type TestDatabase } from '../helpers/db.js';
+import { storeJob, testStore, succeededReport } from '../helpers/store-jobs.js';
 
 const quotas = (running: number | null): Quotas => ({ projects: null, stored_bytes: null, running_tasks: running, queued_tasks: null });
 
@@ -30,24 +29,10 @@ describe(`running_tasks quota in the lease (${storeKind()})`, () => {
     const { revision } = await store.publishRevision(project, {
       content_hash: `sha256:${seq}`, tarball_sha256: String(seq).padStart(64, '0'), size_bytes: 10, files: [], manifest: {}, manifest_warnings: [],
     }, 10);
-    const submit = async (tasks: number) => {
-      const job: NewJob = {
-        account_id: acc.id, project_id: project.id, project: project.name, revision_id: revision.id,
-        content_hash: revision.content_hash, type: 'structured_runner', priority: 0, timeout_s: 60, queue_timeout_s: null,
-        max_attempts: 3, backoff_s: 0, checkpoint: false, runner_command: ['true'], env: {}, meta: null, variant: null,
-        profile: 'cpu', requirements: {}, reduce: null, objective: null, spec: {}, idempotency: null, tasks_total: tasks,
-        tasks: Array.from({ length: tasks }, (_, index) => ({ index, kind: 'task', payload: { index }, item: null, runner_command: null, meta: {} })),
-      };
-      return ((await store.createJobs([job])).outcomes[0] as CreateOutcome).job_id;
-    };
+    const submit = async (tasks: number) => ((await store.createJobs([storeJob(project, revision, { tasks })])).outcomes[0] as CreateOutcome).job_id;
     return { id: acc.id, submit };
   }
   const lease = (slots: number, prefetch = 0) => store.leaseTasks({ workerId: worker.id, node: worker.node, profile: 'cpu', slots, prefetch });
-  const succeeded = (task: LeasedTask): AttemptReport => ({
-    task_id: task.task_id, attempt: task.attempt, lease_token: task.lease_token, exit_code: 0, outcome: 'succeeded',
-    error: null, output: '', output_tail: '', result: null, result_quality: 1, result_warnings: [],
-    duration_ms: 1, started_at: new Date().toISOString(), finished_at: new Date().toISOString(), cold_start: null,
-  });
   const byAccount = (tasks: LeasedTask[]) => {
     const counts: Record<string, number> = {};
     for (const t of tasks) counts[t.account_id] = (counts[t.account_id] ?? 0) + 1;
@@ -55,17 +40,13 @@ describe(`running_tasks quota in the lease (${storeKind()})`, () => {
   };
   const cancelAll = async (jobIds: string[]) => { for (const id of jobIds) await store.cancelJob(id, 'test done'); };
 
+  let opened: Awaited<ReturnType<typeof testStore>>;
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'computalot-running-quota-'));
-    db = await testDatabase();
-    store = await openStore({ databaseUrl: db.url, sqlitePath: join(dir, 'db.sqlite') });
+    opened = await testStore('computalot-running-quota-');
+    ({ store, db, dir } = opened);
     worker = await store.registerWorker({ embedded: true, profile: 'cpu', resources: {}, runtime: { kind: 'process' }, slots: 8, token_id: null });
   });
-  after(async () => {
-    await store.close();
-    await db.drop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => opened.close());
 
   // First: no account has a cap yet, so this process's leases run without the caps' part (PostgreSQL).
   it('a cap set by another server holds from this server\'s second lease after it', async () => {
@@ -95,7 +76,7 @@ describe(`running_tasks quota in the lease (${storeKind()})`, () => {
     const second = await lease(4);
     assert.deepEqual(byAccount(second), { [free.id]: 1 }, 'the capped account is at its cap');
     // An ended task frees one place.
-    await store.reportAndLease({ started: [], live: [], ended: [succeeded(first.find((t) => t.account_id === capped.id)!)] },
+    await store.reportAndLease({ started: [], live: [], ended: [succeededReport(first.find((t) => t.account_id === capped.id)!)] },
       { workerId: worker.id, node: worker.node, profile: 'cpu', slots: 0 });
     assert.deepEqual(byAccount(await lease(4)), { [capped.id]: 1 });
     assert.deepEqual(await lease(4), []);
