@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
 import { openStore } from '../../src/store/sql-store.js';
 import type { Store } from '../../src/store/port.js';
+import { storeJob } from '../helpers/store-jobs.js';
 
 type Captured = { source: string; args: unknown[] };
 
@@ -99,6 +100,22 @@ describe('query plans of statements that run all the time (sqlite)', () => {
     assert.ok(held.plan.some((d) => /^SCAN tasks USING (COVERING )?INDEX tasks_leases\b/.test(d)), held.plan.join('; '));
     for (const { source, plan } of statements) {
       assert.ok(!plan.some((d) => /^SCAN (tasks|accounts)$/.test(d)), `${source}\n  reads the whole table: ${plan.join('; ')}`);
+    }
+    // A lease with one pair queued and one with two (the fair lease): the candidates come through the one
+    // queue index, in its order (no sort), and no statement reads the whole tasks table.
+    for (const second of [false, true]) {
+      if (second) {
+        const other = await store.createProject(account.id, { name: 'q', remote_dir: null, description: null, env: {} });
+        await store.createJobs([storeJob(other, revision, { tasks: 2 })]);
+      }
+      const leased = await taskPlans(join(dir, 'db.sqlite'), () => store.leaseTasks({ workerId: worker.id, node: worker.node, profile: 'cpu', slots: 1 }));
+      const candidates = leased.filter((s) => /order by priority desc, available_at, id/.test(s.source));
+      assert.ok(candidates.length >= 1, `${second ? 'fair' : 'plain'} lease: its candidate queries`);
+      for (const { source, plan } of candidates) {
+        assert.ok(plan.some((d) => /^SEARCH tasks USING INDEX tasks_group_queue \(account_id=\? AND project_id=\? AND profile=\?\)/.test(d)), `${source}\n  ${plan.join('; ')}`);
+        assert.ok(!plan.some((d) => /TEMP B-TREE/.test(d)), `${source}\n  sorts: ${plan.join('; ')}`);
+      }
+      for (const { source, plan } of leased) assert.ok(!plan.some((d) => /^SCAN tasks$/.test(d)), `${source}\n  reads the whole table: ${plan.join('; ')}`);
     }
     // What a waiting job's status_reason counts, the same way.
     const [counted] = await taskPlans(join(dir, 'db.sqlite'), () => store.leasedTaskCount(account.id));
