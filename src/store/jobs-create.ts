@@ -260,12 +260,14 @@ export function projectGuards(jobs: NewJob[]): ProjectGuard[] {
 }
 
 export function taskRow(jobId: string, job: Pick<NewJob, 'account_id' | 'project_id' | 'priority' | 'profile' | 'requirements'>, task: NewTask, now: string, deadline: string | null) {
+  const needs = requirementColumns(job.requirements);
   return {
     id: newId('tsk'), job_id: jobId, project_id: job.project_id, idx: task.index, status: 'queued',
     status_reason: 'waiting for a worker', created_at: now, started_at: null, finished_at: null,
     account_id: job.account_id, kind: task.kind, priority: job.priority, profile: job.profile, payload: JSON.stringify(task.payload ?? {}),
     item: JSON.stringify(task.item ?? null), runner_command: task.runner_command ? JSON.stringify(task.runner_command) : null,
     attempt: 0, available_at: now, queue_deadline: deadline, meta: JSON.stringify(task.meta ?? {}),
-    cancel_requested: 0, output: '', output_tail: '', result_warnings: '[]', ...requirementColumns(job.requirements),
+    cancel_requested: 0, output: '', output_tail: '', result_warnings: '[]',
+    min_cpu: needs.min_cpu, min_memory_gb: needs.min_memory_gb, min_storage_gb: needs.min_storage_gb, min_gpu_count: needs.min_gpu_count,
   };
 }
