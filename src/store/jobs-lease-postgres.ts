@@ -10,8 +10,8 @@
  *             locked, so that concurrent leases count each capped account's leased tasks one at a time
  *   room      how many more tasks each of them may hold
  *   cand      the next `slots + prefetch` queued tasks in queue order, locked (FOR UPDATE SKIP LOCKED):
- *             the tasks table alone, the one queued pair's (SHARED), read in the queue index's order up
- *             to the LIMIT (tasks_group_queue, migration 007), without the tasks of accounts with no room
+ *             the tasks table alone, read in its queue index's order up to the LIMIT (migration 003),
+ *             without the tasks of accounts with no room
  *   ranked    their place among their account's, to keep a capped account to its room (the rest are
  *             skipped; the caller leases again past them, leasePostgresInTx)
  *   numbered  the kept ones' position n in queue order, and their job's status
@@ -60,21 +60,14 @@ const MAX_ROUNDS = 8;
 export const LOCK_CAPS = sql`select id from accounts where running_tasks_cap is not null order by id for update`;
 
 /**
- * The first and the last (account, project) with tasks queued, in tasks_group_queue (migration 007): two
- * index probes. `found`: they differ, more than one pair has tasks queued; the plain statements then take
- * nothing and say so (fairLease takes over); the fair one reports it too, to keep Connection.leaseHints
- * true. Otherwise the plain statements read the one pair's tasks, in its queue order, through the same
- * index (the only queue index: the plain order of a single pair is its order there).
+ * Whether more than one (account, project) has tasks queued: the first and the last pair in
+ * tasks_group_queue (migration 007), two index probes. The plain statements take nothing then and say so
+ * (fairLease takes over); the fair one reports it too, to keep Connection.leaseHints true.
  */
 const SHARED = sql`shared as materialized (
-      select f.account_id, f.project_id, (l.account_id, l.project_id) is distinct from (f.account_id, f.project_id) as found
-      from (select 1) as one
-      left join lateral (select account_id, project_id from tasks where status = 'queued' order by account_id, project_id limit 1) f on true
-      left join lateral (select account_id, project_id from tasks where status = 'queued' order by account_id desc, project_id desc limit 1) l on true
+      select coalesce((select row(account_id, project_id) from tasks where status = 'queued' order by account_id, project_id limit 1)
+        is distinct from (select row(account_id, project_id) from tasks where status = 'queued' order by account_id desc, project_id desc limit 1), false) as found
     )`;
-
-/** The one pair's queued tasks (SHARED), for the plain statements' candidates. */
-const ONE_PAIR = sql`account_id = (select account_id from shared) and project_id = (select project_id from shared) and not (select found from shared)`;
 
 /** The capped accounts as the lease reads them: the same rows, locked in the same order as LOCK_CAPS. */
 const CAPS = sql`select id, running_tasks_cap as cap from accounts where running_tasks_cap is not null order by id for update`;
@@ -239,7 +232,7 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number, c
     cand as materialized (
       select id, job_id, account_id, priority, available_at from tasks
       where status = 'queued' and profile = ${profile} and available_at <= ${at}
-        and account_id not in (select account_id from room where room <= 0) and ${ONE_PAIR} and ${fits(bounds)}
+        and account_id not in (select account_id from room where room <= 0) and not (select found from shared) and ${fits(bounds)}
       order by priority desc, available_at, id
       limit ${limitV}
       for update skip locked
@@ -250,7 +243,7 @@ export function leaseStatement(t: TxContext, req: LeaseRequest, extra: number, c
       from cand left join room on room.account_id = cand.account_id
     ),` : sql`cand as materialized (
       select id, job_id, account_id, priority, available_at from tasks
-      where status = 'queued' and profile = ${profile} and available_at <= ${at} and ${ONE_PAIR} and ${fits(bounds)}
+      where status = 'queued' and profile = ${profile} and available_at <= ${at} and not (select found from shared) and ${fits(bounds)}
       order by priority desc, available_at, id
       limit ${limitV}
       for update skip locked

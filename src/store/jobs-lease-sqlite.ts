@@ -29,9 +29,7 @@ type JobRow = LeasedJob & { id: string; status: string };
 const FITS = `(min_cpu is null or min_cpu <= ?) and (min_memory_gb is null or min_memory_gb <= ?)
   and (min_storage_gb is null or min_storage_gb <= ?) and (min_gpu_count is null or min_gpu_count <= ?)`;
 
-/** The one (account, project) with tasks queued: its tasks in its queue order, through tasks_group_queue. */
-const QUEUED = `select id, job_id, account_id from tasks where status = 'queued' and account_id = ? and project_id = ?
-  and profile = ? and available_at <= ? and ${FITS}`;
+const QUEUED = `select id, job_id, account_id from tasks where status = 'queued' and profile = ? and available_at <= ? and ${FITS}`;
 
 /** Accounts with a running_tasks cap (migration 006's partial index: nothing to read when none has one). */
 const CAPS = `select id, running_tasks_cap as cap from accounts where running_tasks_cap is not null`;
@@ -71,21 +69,18 @@ const GROUP_QUEUE = `select id, job_id, account_id, project_id, priority, availa
 const HELD = `select account_id, project_id, count(*) as n from tasks where status in (${stateLiterals(TASK_LEASED_STATES)})
   group by account_id, project_id`;
 
-type Pair = { account_id: string; project_id: string };
-
-/** The (account, project) pairs with tasks queued: none, the one, or `shared` when more (two index probes). */
-function queuedPairs(db: SqliteStatements): Pair | 'shared' | null {
-  const first = db.prepare(FIRST_GROUP).get() as Pair | undefined;
-  if (!first) return null;
-  const last = db.prepare(LAST_GROUP).get() as Pair;
-  return first.account_id !== last.account_id || first.project_id !== last.project_id ? 'shared' : first;
+/** Whether more than one (account, project) has tasks queued: two index probes. */
+function sharedQueue(db: SqliteStatements): boolean {
+  const first = db.prepare(FIRST_GROUP).get() as { account_id: string; project_id: string } | undefined;
+  const last = db.prepare(LAST_GROUP).get() as { account_id: string; project_id: string } | undefined;
+  return first !== undefined && last !== undefined && (first.account_id !== last.account_id || first.project_id !== last.project_id);
 }
 
 /** Up to `want` queued tasks in the fair order of core/fair-share.ts, running_tasks caps applied. */
 function fairCandidates(db: SqliteStatements, profile: string, now: string, bounds: number[], want: number): FairCandidate[] {
   const candidates: FairCandidate[] = [];
   const queue = db.prepare(`${GROUP_QUEUE} limit ${Math.trunc(want)}`);
-  let group = db.prepare(FIRST_GROUP).get() as Pair | undefined;
+  let group = db.prepare(FIRST_GROUP).get() as { account_id: string; project_id: string } | undefined;
   for (let n = 0; group && n < MAX_FAIR_GROUPS; n += 1) {
     candidates.push(...queue.all(group.account_id, group.project_id, profile, now, ...bounds) as FairCandidate[]);
     group = db.prepare(NEXT_GROUP).get(group.account_id, group.project_id) as typeof group;
@@ -99,21 +94,18 @@ function fairCandidates(db: SqliteStatements, profile: string, now: string, boun
 /**
  * Up to `want` queued tasks in queue order, of those whose requirements the worker meets (`bounds`,
  * FITS). When more than one account or project has tasks queued, in the fair order instead
- * (fairCandidates). Without running_tasks caps: the tasks table alone, the one pair's tasks in the
- * order of the queue index (tasks_group_queue, migration 007), up to the LIMIT. With caps: the tasks of accounts at their
+ * (fairCandidates). Without running_tasks caps: the tasks table alone, in the
+ * order of its queue index (migration 003), up to the LIMIT. With caps: the tasks of accounts at their
  * cap are passed over (their tasks wait; others' go ahead of them), and an account takes no more than
  * its room. When an account fills up within the window, the rest of its tasks there were skipped: the
  * query goes again past the window, without that account and without the tasks already taken, until
  * enough are found or the queue ends (each round fills at least one more account, so rounds are few).
  */
 function candidatesOf(db: SqliteStatements, profile: string, now: string, bounds: number[], want: number): Candidate[] {
-  const pair = queuedPairs(db);
-  if (pair === null) return [];
-  if (pair === 'shared') return fairCandidates(db, profile, now, bounds, want);
-  const queued = [pair.account_id, pair.project_id, profile, now, ...bounds];
+  if (sharedQueue(db)) return fairCandidates(db, profile, now, bounds, want);
   const caps = db.prepare(CAPS).all() as Array<{ id: string; cap: number }>;
   if (caps.length === 0) {
-    return db.prepare(`${QUEUED} order by priority desc, available_at, id limit ${Math.trunc(want)}`).all(...queued) as Candidate[];
+    return db.prepare(`${QUEUED} order by priority desc, available_at, id limit ${Math.trunc(want)}`).all(profile, now, ...bounds) as Candidate[];
   }
   const leased = new Map((db.prepare(LEASED_OF).all(JSON.stringify(caps.map((c) => c.id))) as Array<{ account_id: string; n: number }>)
     .map((r) => [r.account_id, r.n]));
@@ -123,7 +115,7 @@ function candidatesOf(db: SqliteStatements, profile: string, now: string, bounds
     const limit = Math.trunc(want - taken.length);
     const full = [...room].filter(([, r]) => r <= 0).map(([id]) => id);
     const rows = db.prepare(`${QUEUED} and account_id not in (select value from json_each(?)) and id not in (select value from json_each(?))
-      order by priority desc, available_at, id limit ${limit}`).all(...queued, JSON.stringify(full), JSON.stringify(taken.map((c) => c.id))) as Candidate[];
+      order by priority desc, available_at, id limit ${limit}`).all(profile, now, ...bounds, JSON.stringify(full), JSON.stringify(taken.map((c) => c.id))) as Candidate[];
     let skipped = false;
     for (const row of rows) {
       const left = room.get(row.account_id);

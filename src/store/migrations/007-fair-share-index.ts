@@ -1,11 +1,8 @@
 /**
  * Fair sharing between accounts and projects (SPEC §8, core/fair-share.ts) reads the queue per (account,
  * project): which pairs have queued tasks (a skip over this index, one probe per pair), and each pair's
- * next tasks in its own queue order. This partial index serves both, and is the only queue index: it
- * replaces migration 003's `tasks_queue` (a lease with one pair queued reads that pair's tasks here, in
- * the same order) and migration 005's queued-by-account index (the queued_tasks quota's count by account
- * reads its first column). One index entry per queued task, as before there were two: with both kept, a
- * batched submit measured ~7 % slower (docs/decisions.md, "Fair sharing").
+ * next tasks in its own queue order. This partial index serves both, and replaces migration 005's
+ * queued-by-account index: the queued_tasks quota's count by account reads its first column.
  */
 import { sql, type Kysely, type Migration } from 'kysely';
 
@@ -14,7 +11,6 @@ export function fairShareIndexMigration(): Migration {
     async up(db: Kysely<any>) {
       await sql`create index tasks_group_queue on tasks (account_id, project_id, profile, priority desc, available_at, id) where status = 'queued'`.execute(db);
       await sql`drop index tasks_account_queued`.execute(db);
-      await sql`drop index tasks_queue`.execute(db);
     },
   };
 }
