@@ -107,8 +107,8 @@ function inTransaction<T>(t: TxContext, fn: (tx: TxContext['tx']) => Promise<T>)
  * The fair lease (core/fair-share.ts): one statement reads each (account, project)'s next tasks and what
  * each holds, the core orders them, and the lease statement takes those tasks in that order. The
  * running_tasks caps are applied by the order (room = cap − held), counted after LOCK_CAPS (fairLeaseOf)
- * as the plain lease does. Candidates are not locked: the lease statement's guarded update is the compare-and-set, so
- * a task another lease took meanwhile is simply not taken here.
+ * as the plain lease does. Candidates are not locked: the lease statement's guarded update is the
+ * compare-and-set, so a task another lease took meanwhile is simply not taken here.
  */
 async function fairLease(t: TxContext, tx: TxContext['tx'], req: LeaseRequest, extra: number): Promise<LeasedTask[]> {
   const want = Math.max(0, req.slots) + extra;
