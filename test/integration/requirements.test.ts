@@ -15,7 +15,7 @@ import { storeKind, type TestDatabase } from '../helpers/db.js';
 import { call, makeAccount } from '../helpers/http.js';
 import { pushFixture, submit, waitJob } from '../helpers/jobs.js';
 import { startTestServer } from '../helpers/server.js';
-import { storeJob, testStore } from '../helpers/store-jobs.js';
+import { storeJob, succeededReport, testStore } from '../helpers/store-jobs.js';
 
 const noQuotas = { projects: null, stored_bytes: null, running_tasks: null, queued_tasks: null };
 const small: Capacity = { cpu: 2, memory_gb: 4, storage_gb: 10, gpu_count: 0 };
@@ -77,6 +77,27 @@ describe(`placement by requirements in the lease (${storeKind()})`, () => {
     const ok = await b({ cpu: 1 }, 2);
     assert.deepEqual((await lease(4, small)).map((t) => t.job_id), [ok, ok]);
     assert.deepEqual((await lease(4, { ...small, cpu: 16 })).map((t) => t.job_id), [tooBig, tooBig]);
+  });
+
+  it('a map_reduce job\'s reduce task keeps the job\'s minimums', async () => {
+    seq += 1;
+    const acc = await store.createAccount({ name: `req${seq}`, quotas: noQuotas });
+    const p = await store.createProject(acc.id, { name: 'p', remote_dir: null, description: null, env: {} });
+    const { revision } = await store.publishRevision(p, {
+      content_hash: `sha256:r${seq}`, tarball_sha256: String(seq).padStart(64, '0'), size_bytes: 10, files: [], manifest: {}, manifest_warnings: [],
+    }, 10);
+    const job = {
+      ...storeJob(p, revision, { requirements: { cpu: 2 } }), type: 'map_reduce' as const, tasks_total: 2,
+      tasks: [{ index: 0, kind: 'map', payload: {}, item: null, runner_command: null, meta: {} }],
+      reduce: { index: 1, runner_command: ['true'], payload: {} },
+    };
+    const id = ((await store.createJobs([job])).outcomes[0] as CreateOutcome).job_id;
+    jobs.push(id);
+    const [map] = await lease(1, small);
+    assert.equal(map?.kind, 'map');
+    await store.reportAndLease({ started: [], live: [], ended: [succeededReport(map!)] }, { workerId: worker.id, node: worker.node, profile: 'cpu', slots: 0 });
+    assert.deepEqual(await lease(1, { ...small, cpu: 1 }), [], 'a 1-CPU worker passes over the reduce');
+    assert.deepEqual((await lease(1, small)).map((t) => [t.job_id, t.kind]), [[id, 'reduce']]);
   });
 
   it('a migrated queue gets its jobs\' minimums (migration 008)', async () => {
