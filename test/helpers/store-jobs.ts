@@ -22,6 +22,18 @@ export async function testStore(prefix: string): Promise<{ store: Store; db: Tes
   };
 }
 
+let published = 0;
+
+/** A project of the account with one published revision (its content hash unique in the process). */
+export async function publishedProject(store: Store, accountId: string, name = 'p') {
+  published += 1;
+  const project = await store.createProject(accountId, { name, remote_dir: null, description: null, env: {} });
+  const { revision } = await store.publishRevision(project, {
+    content_hash: `sha256:${published}`, tarball_sha256: String(published).padStart(64, '0'), size_bytes: 10, files: [], manifest: {}, manifest_warnings: [],
+  }, 10);
+  return { project, revision };
+}
+
 /** A structured_runner job of `tasks` tasks running `true`, for a published revision of `project`. */
 export function storeJob(project: Pick<Project, 'id' | 'name' | 'account_id'>, revision: { id: string; content_hash: string },
   opts: { tasks?: number; priority?: number; requirements?: Record<string, number> } = {}): NewJob {

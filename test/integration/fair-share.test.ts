@@ -11,7 +11,7 @@ import { storeKind } from '../helpers/db.js';
 import { makeAccount } from '../helpers/http.js';
 import { pushFixture, submit, waitJob } from '../helpers/jobs.js';
 import { startTestServer } from '../helpers/server.js';
-import { storeJob, testStore, succeededReport } from '../helpers/store-jobs.js';
+import { publishedProject, storeJob, testStore, succeededReport } from '../helpers/store-jobs.js';
 
 const quotas = (running: number | null): Quotas => ({ projects: null, stored_bytes: null, running_tasks: running, queued_tasks: null });
 
@@ -26,11 +26,7 @@ describe(`fair sharing in the lease (${storeKind()})`, () => {
     seq += 1;
     const acc = await store.createAccount({ name: `fair${seq}`, quotas: quotas(running) });
     const project = async (name: string) => {
-      const p = await store.createProject(acc.id, { name, remote_dir: null, description: null, env: {} });
-      seq += 1;
-      const { revision } = await store.publishRevision(p, {
-        content_hash: `sha256:${seq}`, tarball_sha256: String(seq).padStart(64, '0'), size_bytes: 10, files: [], manifest: {}, manifest_warnings: [],
-      }, 10);
+      const { project: p, revision } = await publishedProject(store, acc.id, name);
       const submit = async (tasks: number, priority = 0) => {
         const id = ((await store.createJobs([storeJob(p, revision, { tasks, priority })])).outcomes[0] as CreateOutcome).job_id;
         jobs.push(id);

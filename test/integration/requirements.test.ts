@@ -15,7 +15,7 @@ import { storeKind, type TestDatabase } from '../helpers/db.js';
 import { call, makeAccount } from '../helpers/http.js';
 import { pushFixture, submit, waitJob } from '../helpers/jobs.js';
 import { startTestServer } from '../helpers/server.js';
-import { storeJob, succeededReport, testStore } from '../helpers/store-jobs.js';
+import { publishedProject, storeJob, succeededReport, testStore } from '../helpers/store-jobs.js';
 
 const noQuotas = { projects: null, stored_bytes: null, running_tasks: null, queued_tasks: null };
 const small: Capacity = { cpu: 2, memory_gb: 4, storage_gb: 10, gpu_count: 0 };
@@ -32,10 +32,7 @@ describe(`placement by requirements in the lease (${storeKind()})`, () => {
   async function project() {
     seq += 1;
     const acc = await store.createAccount({ name: `req${seq}`, quotas: noQuotas });
-    const p = await store.createProject(acc.id, { name: 'p', remote_dir: null, description: null, env: {} });
-    const { revision } = await store.publishRevision(p, {
-      content_hash: `sha256:r${seq}`, tarball_sha256: String(seq).padStart(64, '0'), size_bytes: 10, files: [], manifest: {}, manifest_warnings: [],
-    }, 10);
+    const { project: p, revision } = await publishedProject(store, acc.id);
     return async (requirements: Record<string, number>, tasks = 1) => {
       const id = ((await store.createJobs([storeJob(p, revision, { tasks, requirements })])).outcomes[0] as CreateOutcome).job_id;
       jobs.push(id);
@@ -82,10 +79,7 @@ describe(`placement by requirements in the lease (${storeKind()})`, () => {
   it('a map_reduce job\'s reduce task keeps the job\'s minimums', async () => {
     seq += 1;
     const acc = await store.createAccount({ name: `req${seq}`, quotas: noQuotas });
-    const p = await store.createProject(acc.id, { name: 'p', remote_dir: null, description: null, env: {} });
-    const { revision } = await store.publishRevision(p, {
-      content_hash: `sha256:r${seq}`, tarball_sha256: String(seq).padStart(64, '0'), size_bytes: 10, files: [], manifest: {}, manifest_warnings: [],
-    }, 10);
+    const { project: p, revision } = await publishedProject(store, acc.id);
     const job = {
       ...storeJob(p, revision, { requirements: { cpu: 2 } }), type: 'map_reduce' as const, tasks_total: 2,
       tasks: [{ index: 0, kind: 'map', payload: {}, item: null, runner_command: null, meta: {} }],

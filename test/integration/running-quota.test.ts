@@ -10,7 +10,7 @@ import type { LeasedTask, Quotas, Worker } from '../../src/core/model.js';
 import type { CreateOutcome, Store } from '../../src/store/port.js';
 import { openStore } from '../../src/store/sql-store.js';
 import { storeKind, type TestDatabase } from '../helpers/db.js';
-import { storeJob, testStore, succeededReport } from '../helpers/store-jobs.js';
+import { publishedProject, storeJob, testStore, succeededReport } from '../helpers/store-jobs.js';
 
 const quotas = (running: number | null): Quotas => ({ projects: null, stored_bytes: null, running_tasks: running, queued_tasks: null });
 
@@ -25,10 +25,7 @@ describe(`running_tasks quota in the lease (${storeKind()})`, () => {
   async function account(running: number | null) {
     seq += 1;
     const acc = await store.createAccount({ name: `acc${seq}`, quotas: quotas(running) });
-    const project = await store.createProject(acc.id, { name: 'p', remote_dir: null, description: null, env: {} });
-    const { revision } = await store.publishRevision(project, {
-      content_hash: `sha256:${seq}`, tarball_sha256: String(seq).padStart(64, '0'), size_bytes: 10, files: [], manifest: {}, manifest_warnings: [],
-    }, 10);
+    const { project, revision } = await publishedProject(store, acc.id);
     const submit = async (tasks: number) => ((await store.createJobs([storeJob(project, revision, { tasks })])).outcomes[0] as CreateOutcome).job_id;
     return { id: acc.id, submit };
   }
